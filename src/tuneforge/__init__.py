@@ -1,0 +1,26 @@
+"""tuneforge: supervised fine-tuning and DPO for causal language models (full, LoRA, QLoRA)."""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def train(config: Any = None, overrides: list[str] | None = None, *, progress: bool = True, **kwargs: Any):
+    """Run one training job, exactly as ``tuneforge train`` does; returns a ``RunSummary``.
+
+    ``config`` is a YAML/JSON path, a mapping of keys, a ``TrainConfig``, or None (keys as kwargs).
+    """
+    from .config import TrainConfig, from_dict, load_config
+    from .train.run import run_training
+
+    if isinstance(config, TrainConfig):
+        cfg = config if not (overrides or kwargs) else from_dict({**config.to_dict(), **kwargs})
+    elif isinstance(config, dict):
+        cfg = from_dict({**config, **kwargs})
+    else:
+        cfg = load_config(config, overrides, **kwargs)
+    return run_training(cfg, progress=progress)
+
+
+__all__ = ["train", "__version__"]

@@ -1,0 +1,100 @@
+"""Command line: ``tuneforge train CONFIG [key=value ...]`` and the workflow tools.
+
+Every user error (config, data, paths) ends as one message on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import textwrap
+
+from .errors import TuneforgeError
+
+# Sub-command modules; each has ``add_parser(subparsers)`` that sets ``func(args) -> int``.
+TOOL_MODULES: list[str] = []
+
+
+def _train_epilog() -> str:
+    from .config import help_lines
+
+    lines = ["config keys (YAML/JSON file or key=value overrides; default in brackets):", ""]
+    for key, type_name, default, help_text in help_lines():
+        lines.append(f"  {key} ({type_name}) [{default}]")
+        lines.extend(textwrap.wrap(help_text, width=92, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train.run import run_training
+
+    cfg = load_config(args.config, args.overrides)
+    if args.nproc and args.nproc > 1:
+        from .train.launch import launch_processes
+
+        return launch_processes(args.config, args.overrides, args.nproc)
+    summary = run_training(cfg, progress=not args.no_progress)
+    first, last = summary.first_eval.get("eval_loss"), summary.last_eval.get("eval_loss")
+    if first is not None and last is not None:
+        print(f"eval_loss: {first:.4f} at start -> {last:.4f} at the end")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune causal language models: SFT and DPO, full / LoRA / QLoRA.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser("train", help="train from a YAML/JSON config", epilog=_train_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Train from a config file; key=value arguments override its keys.")
+    train.add_argument("config", nargs="?", help="YAML or JSON config file (optional when every key is given as key=value)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. learning_rate=2e-4")
+    train.add_argument("--nproc", type=int, default=0, help="launch this many local processes (data parallel)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)")
+    train.set_defaults(func=_cmd_train)
+    for name in TOOL_MODULES:
+        importlib.import_module(f"tuneforge.tools.{name}").add_parser(sub)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Library chatter (deprecation notices, weight-loading bars) hides the lines users need."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*kernels.*")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # A config path that looks like an override ("key=value") means no file was given.
+    if getattr(args, "config", None) and "=" in args.config and not os.path.exists(args.config):
+        args.overrides = [args.config] + list(args.overrides)
+        args.config = None
+    try:
+        return int(args.func(args) or 0)
+    except TuneforgeError as err:
+        print(f"tuneforge: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("tuneforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

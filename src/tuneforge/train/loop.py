@@ -1,0 +1,274 @@
+"""The one training loop, shared by SFT and DPO through a ``Recipe`` (what a batch is, how its loss is computed).
+
+Per optimizer step: fetch the step's micro-batches, count their loss units (trained tokens for SFT,
+pairs for DPO) across every micro-batch and process, backpropagate each micro-batch's *summed* loss
+divided by that total — so accumulation equals one large batch exactly — then clip, step, schedule.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..errors import TrainingAborted
+from ..monitor import MetricsLog, Throughput, memory
+from ..outputs import load_trainable, save_trainable
+from .sampler import Geometry, epoch_steps, steps_per_epoch
+
+# A numeric fault (non-finite loss or gradient norm) skips the step; this many in a row stop the run.
+MAX_CONSECUTIVE_NONFINITE = 5
+
+
+class Recipe(Protocol):
+    """What differs between training strategies; the loop does everything else."""
+
+    train_lengths: Sequence[int]  # per training row, for batching
+
+    def collate(self, rows: Sequence[int], split: str) -> Any: ...
+    def units(self, batch: Any) -> int: ...  # what the loss is averaged over (tokens, pairs)
+    def real_tokens(self, batch: Any) -> int: ...
+    def loss(self, module: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...  # (summed loss, stat sums)
+    def summarize(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]: ...
+    def eval_batches(self) -> list[Any]: ...
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    consecutive_nonfinite: int = 0
+    skipped_steps: int = 0
+    tokens_seen: int = 0
+
+
+@dataclass
+class LoopResult:
+    state: TrainState
+    stopped_early: bool
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    wall_time: float = 0.0
+    tokens_per_second: float = 0.0
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.lr_scheduler_type == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.lr_scheduler_type == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {}
+    if any(p.is_cuda for p in decay + no_decay):
+        kwargs["fused"] = True
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                             betas=(cfg.adam_beta1, cfg.adam_beta2), **kwargs)
+
+
+class TrainingLoop:
+    def __init__(self, cfg: TrainConfig, recipe: Recipe, model: nn.Module, module: nn.Module, accelerator,
+                 output_dir: Path, log: MetricsLog, progress: Callable[[dict], None] | None = None,
+                 on_step_end: Callable[["TrainingLoop"], None] | None = None):
+        self.cfg, self.recipe, self.model, self.accelerator = cfg, recipe, model, accelerator
+        self.output_dir, self.log, self.progress = output_dir, log, progress
+        self.on_step_end = on_step_end
+        self.geometry = Geometry(cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps,
+                                 accelerator.num_processes, accelerator.process_index)
+        n_rows = len(recipe.train_lengths)
+        self.steps_per_epoch = steps_per_epoch(n_rows, self.geometry)
+        planned = math.ceil(cfg.num_train_epochs * self.steps_per_epoch)
+        self.total_steps = cfg.max_steps if cfg.max_steps > 0 else planned
+        self.optimizer = build_optimizer(cfg, model)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, self.total_steps))
+        self.module, self.optimizer = accelerator.prepare(module, self.optimizer)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.state = TrainState()
+        self.throughput = Throughput()
+        self.best_path = output_dir / "checkpoint-best" / "trainable.safetensors"
+
+    # -- helpers ------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _all_sum(self, values: list[float]) -> list[float]:
+        if self.accelerator.num_processes == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(t, reduction="sum").tolist()
+
+    def _sum_stats(self, stats: dict[str, float]) -> dict[str, float]:
+        keys = sorted(stats)
+        return dict(zip(keys, self._all_sum([stats[k] for k in keys])))
+
+    # -- one optimizer step ----------------------------------------------------------------------
+    def _step(self, micro_rows: list[list[int]]) -> tuple[dict[str, float], float, bool]:
+        batches = [self.recipe.collate(rows, "train") for rows in micro_rows]
+        local_units = sum(self.recipe.units(b) for b in batches)
+        total_units = self._all_sum([float(local_units)])[0]
+        world = self.accelerator.num_processes
+        sums: dict[str, float] = {}
+        self.module.train()
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.accelerator.device)
+            last = i == len(batches) - 1
+            ctx = self.accelerator.no_sync(self.module) if (world > 1 and not last) else contextlib.nullcontext()
+            with ctx:
+                loss_sum, stats = self.recipe.loss(self.module, batch)
+                # DDP averages gradients over processes: scale by world so the result is sum / total_units.
+                self.accelerator.backward(loss_sum * (world / max(total_units, 1.0)))
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            self.throughput.add(self.recipe.real_tokens(batch))
+        if not batches and world > 1:  # this process has no rows in a short last step: join the all-reduce
+            zero = sum(p.sum() * 0.0 for p in self.trainable)
+            self.accelerator.backward(zero)
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = float(self.accelerator.clip_grad_norm_(self.trainable, max_norm))
+        loss_value = sums.get("loss_sum", 0.0)
+        finite = math.isfinite(grad_norm) and math.isfinite(loss_value)
+        if finite:
+            self.optimizer.step()
+            self.state.consecutive_nonfinite = 0
+        else:
+            self.state.consecutive_nonfinite += 1
+            self.state.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return sums, grad_norm, finite
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        batches = self.recipe.eval_batches()
+        if not batches:
+            return {}
+        self.module.eval()
+        sums: dict[str, float] = {}
+        for batch in batches:
+            _, stats = self.recipe.loss(self.module, batch.to(self.accelerator.device))
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+        return self.recipe.summarize(self._sum_stats(sums), prefix="eval_")
+
+    def _after_eval(self, metrics: dict[str, float]) -> bool:
+        """Track the best model; return True when early stopping should stop the run."""
+        key = self.cfg.metric_for_best_model
+        value = metrics.get(key)
+        if value is None or not math.isfinite(value):
+            return False
+        lower_is_better = key == "eval_loss"
+        best = self.state.best_metric
+        improved = best is None or (value < best if lower_is_better else value > best)
+        if improved:
+            self.state.best_metric, self.state.best_step = value, self.state.global_step
+            self.state.evals_without_improvement = 0
+            if self.is_main:
+                save_trainable(self.model, self.best_path)
+        else:
+            self.state.evals_without_improvement += 1
+        patience = self.cfg.early_stopping_patience
+        return patience > 0 and self.state.evals_without_improvement >= patience
+
+    # -- the run ---------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        record = {"step": self.state.global_step,
+                  "epoch": round(self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), 4),
+                  **record, **memory(self.accelerator.device)}
+        if self.is_main:
+            record = self.log.write(record)
+            if self.progress is not None:
+                self.progress(record)
+
+    def run(self) -> LoopResult:
+        start = time.perf_counter()
+        result = LoopResult(self.state, stopped_early=False)
+        window: dict[str, float] = {}
+        window_grad: list[float] = []
+        if self.state.global_step == 0 and self.recipe.eval_batches():
+            first = self.evaluate()
+            self._log(first)
+            result.eval_history.append(first)
+        while self.state.global_step < self.total_steps:
+            steps = epoch_steps(len(self.recipe.train_lengths), self.recipe.train_lengths, self.geometry,
+                                self.cfg.seed, self.state.epoch)
+            while self.state.step_in_epoch < len(steps) and self.state.global_step < self.total_steps:
+                sums, grad_norm, finite = self._step(steps[self.state.step_in_epoch])
+                self.state.global_step += 1
+                self.state.step_in_epoch += 1
+                if not finite:
+                    self._log({"event": "skipped_step", "reason": "non-finite loss or gradient norm",
+                               "grad_norm": grad_norm, "consecutive": self.state.consecutive_nonfinite})
+                    if self.state.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
+                        raise TrainingAborted(
+                            f"{self.state.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient "
+                            f"norm (last at step {self.state.global_step}). Lower learning_rate, check the data, or "
+                            "use fp32/bf16 instead of fp16. The last good checkpoint is kept.")
+                else:
+                    for k, v in sums.items():
+                        window[k] = window.get(k, 0.0) + v
+                    window_grad.append(grad_norm)
+                epoch_end = self.state.step_in_epoch >= len(steps)
+                done = self.state.global_step >= self.total_steps
+                if window and (self.state.global_step % self.cfg.logging_steps == 0 or epoch_end or done):
+                    metrics = self.recipe.summarize(self._sum_stats(window))
+                    metrics.update(learning_rate=self.scheduler.get_last_lr()[0],
+                                   grad_norm=sum(window_grad) / len(window_grad),
+                                   tokens_per_second=self._all_sum([self.throughput.read()])[0])
+                    self._log(metrics)
+                    result.last_metrics = metrics
+                    window, window_grad = {}, []
+                eval_due = (self.cfg.eval_steps > 0 and self.state.global_step % self.cfg.eval_steps == 0) or epoch_end or done
+                if eval_due and self.recipe.eval_batches():
+                    metrics = self.evaluate()
+                    self._log(metrics)
+                    result.eval_history.append(metrics)
+                    if self._after_eval(metrics):
+                        result.stopped_early = True
+                        self._log({"event": "early_stopping", "best_step": self.state.best_step,
+                                   self.cfg.metric_for_best_model: self.state.best_metric})
+                if self.on_step_end is not None:
+                    self.on_step_end(self)
+                if result.stopped_early:
+                    break
+            if result.stopped_early:
+                break
+            if self.state.step_in_epoch >= len(steps):
+                self.state.epoch += 1
+                self.state.step_in_epoch = 0
+        self.accelerator.wait_for_everyone()
+        if self.state.best_step is not None and self.state.best_step != self.state.global_step and self.best_path.is_file():
+            load_trainable(self.model, self.best_path)  # the run's output is its best evaluated model
+        result.wall_time = time.perf_counter() - start
+        result.tokens_per_second = self.throughput.overall()
+        return result
+
