@@ -6,7 +6,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def train(config: Any = None, overrides: list[str] | None = None, *, progress: bool = True, **kwargs: Any):
+def run_config(config: Any = None, overrides: list[str] | None = None, *, progress: bool = True, **kwargs: Any):
     """Run one training job, exactly as ``tuneforge train`` does; returns a ``RunSummary``.
 
     ``config`` is a YAML/JSON path, a mapping of keys, a ``TrainConfig``, or None (keys as kwargs).
@@ -23,4 +23,6 @@ def train(config: Any = None, overrides: list[str] | None = None, *, progress: b
     return run_training(cfg, progress=progress)
 
 
-__all__ = ["train", "__version__"]
+train = run_config  # the documented name; see train/__init__.py for why both exist
+
+__all__ = ["train", "run_config", "__version__"]

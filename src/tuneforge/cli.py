@@ -13,7 +13,7 @@ import textwrap
 from .errors import TuneforgeError
 
 # Sub-command modules; each has ``add_parser(subparsers)`` that sets ``func(args) -> int``.
-TOOL_MODULES: list[str] = []
+TOOL_MODULES: list[str] = ["stats", "preview", "merge", "chat", "generate"]
 
 
 def _train_epilog() -> str:
@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (argparse stops collecting positionals at an option).
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     # A config path that looks like an override ("key=value") means no file was given.
     if getattr(args, "config", None) and "=" in args.config and not os.path.exists(args.config):
         args.overrides = [args.config] + list(args.overrides)

@@ -47,8 +47,9 @@ class TrainConfig:
     # --- the service's hyperparameters ----------------------------------------------------------
     learning_rate: float = _f(1e-4, "Peak learning rate of AdamW.", lo=0.0, hi=1.0, lo_open=True)
     num_train_epochs: float = _f(3.0, "Passes over the training data (the guide recommends 2-10; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
-    per_device_train_batch_size: int = _f(4, "Rows per device per micro-batch.", lo=1)
+    per_device_train_batch_size: Union[int, Literal["auto"]] = _f(4, "Rows per device per micro-batch, or 'auto': the largest that fits memory, found by trying a forward+backward on the longest rows (halving from 64), with gradient_accumulation_steps adjusted to keep effective_batch_size.", lo=1)
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step: effective batch = batch size x this x processes.", lo=1)
+    effective_batch_size: Optional[int] = _f(None, "Rows per optimizer step over all processes. When set, gradient_accumulation_steps is derived from it (= this / (batch size x processes)). Default: per_device_train_batch_size x gradient_accumulation_steps x processes.", lo=1)
     seq_length: int = _f(1024, "Maximum tokens of one sample (SFT: system+instruction+output; DPO: each of prompt+chosen and prompt+rejected). Longer rows are truncated.", lo=8)
     lora_dim: int = _f(32, "LoRA rank. 0 = full-parameter training.", lo=0, hi=4096)
     lora_alpha: Optional[float] = _f(None, "LoRA scaling alpha (typically 0.5-2x lora_dim). Default: 2 x lora_dim.", lo=0.0, lo_open=True)
@@ -87,9 +88,14 @@ class TrainConfig:
     trust_remote_code: bool = _f(False, "Allow model code shipped with the model repository to run.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = _f("sdpa", "Attention kernel passed to transformers.")
     on_bad_rows: Literal["error", "skip"] = _f("error", "A malformed data row stops the run before training (error) or is dropped and counted (skip).")
-    resume_from_checkpoint: Optional[str] = _f(None, "'auto' = continue from the last complete checkpoint in output_dir; or a checkpoint path.")
+    resume_from_checkpoint: Optional[str] = _f(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Rerun the same command after a crash to continue exactly where the run stopped.")
+    resume_ignore_config_changes: bool = _f(False, "Resume even when keys that define the run (model, lora_dim, seq_length, data, batch geometry ...) differ from the checkpoint's. The continued run is then not the same run.")
+    max_consecutive_nonfinite_steps: int = _f(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
     report_to: Literal["none", "tensorboard"] = _f("none", "Extra metric sink besides metrics.jsonl.")
     allow_pickle_weights: bool = _f(False, "Allow loading pickle (.bin) weights. Off: only safetensors are loaded.")
+    # --- multi-device (see docs/distributed.md) ------------------------------------------------
+    fsdp: Optional[Literal["full_shard"]] = _f(None, "Shard parameters, gradients and optimizer state over the processes with PyTorch FSDP: 'full_shard' (LoRA and full). Default with more than one process: DDP (a full replica per process).")
+    deepspeed: Optional[str] = _f(None, "Train through DeepSpeed ZeRO: 'zero2', 'zero3' (shipped configs) or a path to a DeepSpeed JSON config ('auto' values are filled from this config). Needs pip install deepspeed.")
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -139,6 +145,10 @@ class TrainConfig:
             raise ConfigError("packing=true is supported for training_strategy=sft only.")
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules is empty: name at least one module, or 'all-linear'.")
+        if self.fsdp or self.deepspeed:
+            from .train.parallel import check_sharding_config
+
+            check_sharding_config(self)
         return self
 
 
@@ -151,7 +161,8 @@ def _type_name(tp: Any) -> str:
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) + " or null"
+        args = typing.get_args(tp)
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + (" or null" if type(None) in args else "")
     if origin is list:
         return "list of strings"
     return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
@@ -162,10 +173,18 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     bad = ConfigError(f"{key}={value!r}: expected {_type_name(tp)}.")
     if origin in (Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+        nullable = type(None) in typing.get_args(tp)
+        if nullable and (value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))):
             return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner)
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(key, value, inner[0])
+        for arm in inner:  # e.g. an integer or 'auto': the first arm that accepts the value wins
+            try:
+                return _coerce(key, value, arm)
+            except ConfigError:
+                continue
+        raise bad
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices:

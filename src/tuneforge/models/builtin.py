@@ -23,7 +23,7 @@ def toy_tokenizer():
 def toy_config(vocab_size: int, **overrides):
     from transformers import LlamaConfig
 
-    args = dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
+    args = dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 rope_theta=10000.0, tie_word_embeddings=True, bos_token_id=None)
     args.update(overrides)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -20,9 +21,12 @@ from ..config import TrainConfig
 from ..errors import TrainingAborted
 from ..monitor import MetricsLog, Throughput, memory
 from ..outputs import load_trainable, save_trainable
+from . import parallel
+from .batch_fit import free_memory, is_oom, rechunk
 from .sampler import Geometry, epoch_steps, steps_per_epoch
 
-# A numeric fault (non-finite loss or gradient norm) skips the step; this many in a row stop the run.
+# A numeric fault (non-finite loss or gradient norm) skips the step; this many in a row stop the run
+# (the default of the config key max_consecutive_nonfinite_steps).
 MAX_CONSECUTIVE_NONFINITE = 5
 
 
@@ -113,6 +117,12 @@ class TrainingLoop:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.state = TrainState()
         self.throughput = Throughput()
+        self.window: dict[str, float] = {}  # stat sums since the last log line (saved in checkpoints)
+        self.window_grad: list[float] = []
+        self.max_nonfinite = getattr(cfg, "max_consecutive_nonfinite_steps", MAX_CONSECUTIVE_NONFINITE)
+        self.shrink_on_oom = False  # set by run.py for per_device_train_batch_size: auto
+        self.micro_limit = 0  # 0 = micro-batches as the sampler deals them; >0 = split to at most this many rows
+        self.last_skip: str | None = None
         self.best_path = output_dir / "checkpoint-best" / "trainable.safetensors"
 
     # -- helpers ------------------------------------------------------------------------------
@@ -131,53 +141,149 @@ class TrainingLoop:
         return dict(zip(keys, self._all_sum([stats[k] for k in keys])))
 
     # -- one optimizer step ----------------------------------------------------------------------
+    def _forward_backward(self, batches: list[Any], total_units: float) -> dict[str, float]:
+        """Backpropagate this process's micro-batches; gradients accumulate in ``.grad``."""
+        world = self.accelerator.num_processes
+        # A process with fewer micro-batches (the short last step of an epoch) pads with zero-weighted passes,
+        # so every process runs the same forwards and backwards: DDP's gradient all-reduce needs a forward
+        # (a bare zero backward never joins it and the others hang), FSDP and DeepSpeed communicate in each pass.
+        n_passes = self._max_over_processes(len(batches))
+        sums: dict[str, float] = {}
+        self.module.train()
+        for i in range(n_passes):
+            real = i < len(batches)
+            batch = (batches[i] if real else self._filler_batch(batches)).to(self.accelerator.device)
+            with self._micro_batch_context(last=i == n_passes - 1):
+                loss_sum, stats = self.recipe.loss(self.module, batch)
+                # DDP averages gradients over processes: scale by world so the result is sum / total_units.
+                weight = world / max(total_units, 1.0) if real else 0.0
+                self.accelerator.backward(loss_sum * weight, **self._backward_kwargs())
+            for k, v in stats.items():  # a filler pass adds its keys with zeros: every process reduces the same keys
+                sums[k] = sums.get(k, 0.0) + (v if real else 0.0)
+            if real:
+                self.throughput.add(self.recipe.real_tokens(batch))
+        return sums
+
+    # -- multi-process helpers (DDP, FSDP, DeepSpeed through accelerate) ---------------------------------
+    def _max_over_processes(self, count: int) -> int:
+        if self.accelerator.num_processes == 1:
+            return count
+        import torch.distributed as dist
+
+        t = torch.tensor([count], dtype=torch.int64, device=self.accelerator.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def _filler_batch(self, batches: list[Any]) -> Any:
+        """Any batch, for a zero-weighted pass: this process's first, else the first training row."""
+        return batches[0] if batches else self.recipe.collate([0], "train")
+
+    @contextlib.contextmanager
+    def _micro_batch_context(self, last: bool):
+        """Gradients are reduced once per step, after its last micro-batch: DDP/FSDP through ``no_sync``,
+        DeepSpeed through accelerate's sync flag (its engine also steps the optimizer at that boundary)."""
+        acc = self.accelerator
+        ctx = acc.no_sync(self.module) if (acc.num_processes > 1 and not last) else contextlib.nullcontext()
+        deepspeed = parallel.is_deepspeed(acc)
+        if deepspeed:
+            acc.gradient_state._set_sync_gradients(last)
+        try:
+            with ctx:
+                yield
+        finally:
+            if deepspeed:
+                acc.gradient_state._set_sync_gradients(True)
+
+    def _backward_kwargs(self) -> dict[str, Any]:
+        # The loss is already normalised over the step's units; DeepSpeed must not divide it again.
+        return {"scale_wrt_gas": False} if parallel.is_deepspeed(self.accelerator) else {}
+
+    def _fit_memory(self, micro_rows: list[list[int]], batches: list[Any], total_units: float) -> dict[str, float]:
+        """Forward+backward; with ``shrink_on_oom`` (batch size 'auto', one process) an out-of-memory error
+        halves the micro-batch and retries the same rows: same step, same normalisation, less memory."""
+        while True:
+            try:
+                return self._forward_backward(batches, total_units)
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                largest = max((len(mb) for mb in micro_rows), default=0)
+                if not (is_oom(exc) and self.shrink_on_oom and self.accelerator.num_processes == 1 and largest > 1):
+                    raise
+            del batches
+            self.optimizer.zero_grad(set_to_none=True)
+            free_memory()
+            self.micro_limit = max(1, largest // 2)
+            micro_rows = rechunk(micro_rows, self.micro_limit)
+            batches = [self.recipe.collate(rows, "train") for rows in micro_rows]
+            self._log({"event": "oom_shrink", "micro_batch_size": self.micro_limit,
+                       "reason": "out of memory: micro-batch halved, accumulation raised (same rows per step)"})
+
+    def _advance_schedule(self) -> None:
+        with warnings.catch_warnings():  # a skipped step still advances the schedule
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+
     def _step(self, micro_rows: list[list[int]]) -> tuple[dict[str, float], float, bool]:
+        """One optimizer step; returns (stat sums, grad norm, applied). A skipped step says why in ``last_skip``."""
+        self.last_skip = None
+        if self.micro_limit:
+            micro_rows = rechunk(micro_rows, self.micro_limit)
         batches = [self.recipe.collate(rows, "train") for rows in micro_rows]
         local_units = sum(self.recipe.units(b) for b in batches)
         total_units = self._all_sum([float(local_units)])[0]
-        world = self.accelerator.num_processes
-        sums: dict[str, float] = {}
-        self.module.train()
-        for i, batch in enumerate(batches):
-            batch = batch.to(self.accelerator.device)
-            last = i == len(batches) - 1
-            ctx = self.accelerator.no_sync(self.module) if (world > 1 and not last) else contextlib.nullcontext()
-            with ctx:
-                loss_sum, stats = self.recipe.loss(self.module, batch)
-                # DDP averages gradients over processes: scale by world so the result is sum / total_units.
-                self.accelerator.backward(loss_sum * (world / max(total_units, 1.0)))
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            self.throughput.add(self.recipe.real_tokens(batch))
-        if not batches and world > 1:  # this process has no rows in a short last step: join the all-reduce
-            zero = sum(p.sum() * 0.0 for p in self.trainable)
-            self.accelerator.backward(zero)
+        if total_units == 0:
+            # Every label masked: there is nothing to learn, and an update would still move the weights
+            # (momentum, weight decay) behind a reported loss of 0. Skip it, visibly.
+            self.state.skipped_steps += 1
+            self.last_skip = "no trained token in this step (every label masked)"
+            self._advance_schedule()
+            return {}, 0.0, False
+        sums = self._fit_memory(micro_rows, batches, total_units)
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = float(self.accelerator.clip_grad_norm_(self.trainable, max_norm))
-        loss_value = sums.get("loss_sum", 0.0)
-        finite = math.isfinite(grad_norm) and math.isfinite(loss_value)
+        # FSDP computes the global norm only when handed exactly the wrapped module's parameters.
+        norm = self.accelerator.clip_grad_norm_(
+            list(self.module.parameters()) if parallel.is_fsdp(self.accelerator) else self.trainable, max_norm)
+        grad_norm = float(norm) if norm is not None else float("nan")  # None: DeepSpeed did not report it
+        loss_value = self._all_sum([sums.get("loss_sum", 0.0)])[0]
+        finite = (norm is None or math.isfinite(grad_norm)) and math.isfinite(loss_value)
         if finite:
             self.optimizer.step()
             self.state.consecutive_nonfinite = 0
         else:
-            self.state.consecutive_nonfinite += 1
             self.state.skipped_steps += 1
+            self.last_skip = "non-finite loss or gradient norm"
+            if getattr(self.accelerator, "scaler", None) is not None:
+                # fp16: the loss scaler must see every step; it skips updates whose gradients overflowed and
+                # lowers its scale. An overflow with a finite loss is its routine, not a fault.
+                if not math.isfinite(loss_value):
+                    self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.step()
+            if math.isfinite(loss_value) and getattr(self.accelerator, "scaler", None) is not None:
+                self.last_skip = "fp16 gradient overflow (loss scale lowered)"
+            else:
+                self.state.consecutive_nonfinite += 1
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        self._advance_schedule()
         return sums, grad_norm, finite
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Every eval batch exactly once over all processes (batch i on process i % world), stat sums added
+        over processes. A process short of batches runs filler passes whose stats count zero: under
+        FSDP/DeepSpeed all processes must run the same forwards, and each needs the stat keys to reduce."""
         batches = self.recipe.eval_batches()
         if not batches:
             return {}
         self.module.eval()
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        mine = batches[rank::world]
+        passes = -(-len(batches) // world) if parallel.needs_lockstep(self.accelerator) else max(len(mine), 1)
         sums: dict[str, float] = {}
-        for batch in batches:
-            _, stats = self.recipe.loss(self.module, batch.to(self.accelerator.device))
+        for i in range(passes):
+            real = i < len(mine)
+            _, stats = self.recipe.loss(self.module, (mine[i] if real else batches[0]).to(self.accelerator.device))
             for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
+                sums[k] = sums.get(k, 0.0) + (v if real else 0.0)
         return self.recipe.summarize(self._sum_stats(sums), prefix="eval_")
 
     def _after_eval(self, metrics: dict[str, float]) -> bool:
@@ -192,8 +298,9 @@ class TrainingLoop:
         if improved:
             self.state.best_metric, self.state.best_step = value, self.state.global_step
             self.state.evals_without_improvement = 0
-            if self.is_main:
-                save_trainable(self.model, self.best_path)
+            with parallel.full_parameters(self.accelerator, self.module, self.trainable):  # whole if sharded
+                if self.is_main:
+                    save_trainable(self.model, self.best_path)
         else:
             self.state.evals_without_improvement += 1
         patience = self.cfg.early_stopping_patience
@@ -212,8 +319,6 @@ class TrainingLoop:
     def run(self) -> LoopResult:
         start = time.perf_counter()
         result = LoopResult(self.state, stopped_early=False)
-        window: dict[str, float] = {}
-        window_grad: list[float] = []
         if self.state.global_step == 0 and self.recipe.eval_batches():
             first = self.evaluate()
             self._log(first)
@@ -226,27 +331,28 @@ class TrainingLoop:
                 self.state.global_step += 1
                 self.state.step_in_epoch += 1
                 if not finite:
-                    self._log({"event": "skipped_step", "reason": "non-finite loss or gradient norm",
+                    self._log({"event": "skipped_step", "reason": self.last_skip or "non-finite loss or gradient norm",
                                "grad_norm": grad_norm, "consecutive": self.state.consecutive_nonfinite})
-                    if self.state.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
+                    if self.state.consecutive_nonfinite >= self.max_nonfinite:
                         raise TrainingAborted(
                             f"{self.state.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient "
-                            f"norm (last at step {self.state.global_step}). Lower learning_rate, check the data, or "
-                            "use fp32/bf16 instead of fp16. The last good checkpoint is kept.")
+                            f"norm (last at step {self.state.global_step}); their updates were skipped. Lower "
+                            "learning_rate, check the data, or use fp32/bf16 instead of fp16 "
+                            "(max_consecutive_nonfinite_steps sets the limit). The last good checkpoint is kept.")
                 else:
                     for k, v in sums.items():
-                        window[k] = window.get(k, 0.0) + v
-                    window_grad.append(grad_norm)
+                        self.window[k] = self.window.get(k, 0.0) + v
+                    self.window_grad.append(grad_norm)
                 epoch_end = self.state.step_in_epoch >= len(steps)
                 done = self.state.global_step >= self.total_steps
-                if window and (self.state.global_step % self.cfg.logging_steps == 0 or epoch_end or done):
-                    metrics = self.recipe.summarize(self._sum_stats(window))
+                if self.window and (self.state.global_step % self.cfg.logging_steps == 0 or epoch_end or done):
+                    metrics = self.recipe.summarize(self._sum_stats(self.window))
                     metrics.update(learning_rate=self.scheduler.get_last_lr()[0],
-                                   grad_norm=sum(window_grad) / len(window_grad),
+                                   grad_norm=sum(self.window_grad) / len(self.window_grad),
                                    tokens_per_second=self._all_sum([self.throughput.read()])[0])
                     self._log(metrics)
                     result.last_metrics = metrics
-                    window, window_grad = {}, []
+                    self.window, self.window_grad = {}, []
                 eval_due = (self.cfg.eval_steps > 0 and self.state.global_step % self.cfg.eval_steps == 0) or epoch_end or done
                 if eval_due and self.recipe.eval_batches():
                     metrics = self.evaluate()
@@ -266,8 +372,11 @@ class TrainingLoop:
                 self.state.epoch += 1
                 self.state.step_in_epoch = 0
         self.accelerator.wait_for_everyone()
-        if self.state.best_step is not None and self.state.best_step != self.state.global_step and self.best_path.is_file():
-            load_trainable(self.model, self.best_path)  # the run's output is its best evaluated model
+        if self.state.best_step is not None and self.state.best_step != self.state.global_step:
+            # The run's output is its best evaluated model: rank 0 reads the snapshot, every process gets it.
+            with parallel.full_parameters(self.accelerator, self.module, self.trainable, from_rank0=True):
+                if self.is_main and self.best_path.is_file():
+                    load_trainable(self.model, self.best_path)
         result.wall_time = time.perf_counter() - start
         result.tokens_per_second = self.throughput.overall()
         return result

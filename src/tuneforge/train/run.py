@@ -11,12 +11,15 @@ from typing import Any, Callable
 import torch
 
 from ..config import TrainConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingAborted
 from ..models.forward import CausalLMLoss
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision
 from ..monitor import MetricsLog, memory
 from ..outputs import CONFIG_FILE, save_config, save_model
+from . import checkpoint as ckpt
+from .batch_fit import is_oom, oom_message, resolve_batch
 from .loop import TrainingLoop
+from .parallel import adjust_precision, gathered_state_dict, prepare_model_for_engine, save_pretrained_gathered
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -52,6 +55,7 @@ class RunSummary:
     peak_memory: dict[str, float] = field(default_factory=dict)
     trainable_params: int = 0
     total_params: int = 0
+    model: Any = field(default=None, repr=False, compare=False)  # the trained model, in memory (API use)
 
     @property
     def first_eval(self) -> dict[str, float]:
@@ -63,7 +67,7 @@ class RunSummary:
 
 
 def _strategy(cfg: TrainConfig) -> Strategy:
-    from . import sft  # noqa: F401  (strategies register themselves on import)
+    from . import dpo, sft  # noqa: F401  (strategies register themselves on import)
 
     try:
         return STRATEGIES[cfg.training_strategy]
@@ -71,17 +75,18 @@ def _strategy(cfg: TrainConfig) -> Strategy:
         raise ConfigError(f"training_strategy={cfg.training_strategy!r}: not available") from None
 
 
-def _prepare_output_dir(cfg: TrainConfig) -> Path:
+def _prepare_output_dir(cfg: TrainConfig, resuming: bool = False) -> Path:
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir={cfg.output_dir!r}: exists and is not a directory.")
     finished = (out / CONFIG_FILE).is_file()
-    if finished and not cfg.overwrite_output_dir and not cfg.resume_from_checkpoint:
+    if finished and not cfg.overwrite_output_dir and not resuming:
         raise ConfigError(f"output_dir={cfg.output_dir!r} already holds a finished run. Choose another output_dir, "
                           "or set overwrite_output_dir=true to replace it.")
-    if not cfg.resume_from_checkpoint:
-        for name in (METRICS_FILE, CONFIG_FILE, "checkpoint-best"):
-            target = out / name
+    if not resuming:  # a fresh run: nothing of an earlier run may be mistaken for this one's (or resumed)
+        stale = [out / n for n in (METRICS_FILE, CONFIG_FILE, "checkpoint-best")] + \
+            [p for p in (out.glob(ckpt.PREFIX + "*") if out.is_dir() else []) if p.name != "checkpoint-best"]
+        for target in stale:
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
@@ -91,9 +96,16 @@ def _prepare_output_dir(cfg: TrainConfig) -> Path:
 
 
 def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
+    """DDP, FSDP or DeepSpeed by config; the process group comes from the launcher's environment
+    (``tuneforge train --nproc``, torchrun, accelerate launch): gloo on CPU, NCCL on GPUs."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    from .parallel import accelerator_kwargs, check_engine
+
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(),
+                              **accelerator_kwargs(cfg, mixed_precision))
+    check_engine(cfg, accelerator)
+    return accelerator
 
 
 def _say(accelerator, text: str) -> None:
@@ -139,18 +151,38 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     data = strategy.build_data(cfg, tokenizer)  # bad data is refused here, before any weights load
-    out = _prepare_output_dir(cfg)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    precision = resolve_precision(cfg, device)
+    precision = adjust_precision(cfg, resolve_precision(cfg, device))
     accelerator = _make_accelerator(cfg, precision.mixed_precision)
     device = accelerator.device
-    model, base_name = prepare_model(cfg, tokenizer, device, precision, out)
+    say = lambda text: _say(accelerator, text)  # noqa: E731
+    world = accelerator.num_processes
+    resume_path, saved = ckpt.resume_point(cfg, Path(cfg.output_dir), world,
+                                           bool(getattr(cfg, "fsdp", None) or getattr(cfg, "deepspeed", None)), say)
+    fingerprint = ckpt.fingerprint(cfg, world)
+    accelerator.wait_for_everyone()  # every process has read the checkpoints before rank 0 may clear them
+    # Rank 0 clears and writes shared files (output dir, the toy base model) before the others read them.
+    with accelerator.main_process_first():
+        out = _prepare_output_dir(cfg, resume_path is not None) if accelerator.is_main_process else Path(cfg.output_dir)
+        model, base_name = prepare_model(cfg, tokenizer, device, precision, out)
     module = CausalLMLoss(model)
+    prepare_model_for_engine(cfg, accelerator, model, module)
+    requested_batch = cfg.per_device_train_batch_size
+    cfg = resolve_batch(cfg, saved.get("geometry") if saved else None,
+                        lambda c: strategy.make_recipe(c, data, tokenizer, model, module, accelerator),
+                        module, device, world, say)
     recipe = strategy.make_recipe(cfg, data, tokenizer, model, module, accelerator)
     trainable, total = count_parameters(model)
     effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+    discarded = 0
+    if resume_path is not None and accelerator.is_main_process:  # the steps after the checkpoint are redone
+        discarded = ckpt.trim_metrics(out / METRICS_FILE, saved["train_state"]["global_step"])
     log = MetricsLog(out / METRICS_FILE if accelerator.is_main_process else None)
-    loop = TrainingLoop(cfg, recipe, model, module, accelerator, out, log)
+    checkpointer = ckpt.Checkpointer(cfg, out, fingerprint, say)
+    loop = TrainingLoop(cfg, recipe, model, module, accelerator, out, log, on_step_end=checkpointer)
+    loop.shrink_on_oom = requested_batch == "auto"
+    if resume_path is not None:
+        checkpointer.restore(loop, resume_path)
     _say(accelerator, (
         f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
         f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
@@ -160,13 +192,25 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
         f" x {accelerator.num_processes} processes = {effective} | steps: {loop.total_steps}"
         f" ({loop.steps_per_epoch}/epoch)\n"
         f"  data: {strategy.describe_data(data)}"))
-    log.write({"event": "start", "step": 0, "method": cfg.method, "strategy": cfg.training_strategy,
+    resumed = {} if resume_path is None else {"checkpoint": str(resume_path), "discarded_records": discarded}
+    if resume_path is not None:
+        say(f"  resumed from {resume_path} at step {loop.state.global_step} (epoch {loop.state.epoch}, "
+            f"step {loop.state.step_in_epoch} of it); {discarded} metrics records after it dropped (redone)")
+    log.write({"event": "resume" if resume_path else "start", "step": loop.state.global_step, "method": cfg.method,
+               "strategy": cfg.training_strategy, **resumed,
                "trainable_params": trainable, "total_params": total, "effective_batch_size": effective,
                "total_steps": loop.total_steps, "device": str(device), **memory(device)})
     if progress and accelerator.is_main_process:
         loop.progress = _progress_printer(loop.total_steps)
     try:
         result = loop.run()
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        if not is_oom(exc):
+            raise
+        raise TrainingAborted(oom_message(cfg, loop.micro_limit or cfg.per_device_train_batch_size,
+                                          cfg.gradient_accumulation_steps, f"step {loop.state.global_step + 1}")
+                              + " The last complete checkpoint is kept: after changing the micro-batch (same "
+                              "effective batch), rerun with resume_from_checkpoint: auto.") from None
     finally:
         if loop.progress is not None and hasattr(loop.progress, "close"):
             loop.progress.close()
@@ -175,9 +219,13 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
         train_loss=result.last_metrics.get("loss"), eval_history=result.eval_history,
         best_metric=result.state.best_metric, best_step=result.state.best_step, stopped_early=result.stopped_early,
         wall_time=result.wall_time, tokens_per_second=result.tokens_per_second, peak_memory=memory(device),
-        trainable_params=trainable, total_params=total)
+        trainable_params=trainable, total_params=total, model=accelerator.unwrap_model(model))
+    gathered = gathered_state_dict(accelerator, loop.module)  # collective: sharded weights made whole on rank 0
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), tokenizer, out)
+        if gathered is None:
+            save_model(accelerator.unwrap_model(model), tokenizer, out)
+        else:
+            save_pretrained_gathered(accelerator.unwrap_model(model), tokenizer, out, gathered)
         save_config(cfg, out, {"base_model": base_name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         log.write({"event": "end", "step": result.state.global_step, "wall_time_s": result.wall_time,
                    "tokens_per_second": result.tokens_per_second, "best_step": result.state.best_step,
@@ -194,4 +242,4 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
 
 
 def summary_json(summary: RunSummary) -> str:
-    return json.dumps(summary.__dict__, ensure_ascii=False, default=str)
+    return json.dumps({k: v for k, v in summary.__dict__.items() if k != "model"}, ensure_ascii=False, default=str)

@@ -1,0 +1,56 @@
+"""Shared fixtures: everything offline, tiny, and built inside the test session."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(name="write_jsonl")
+def write_jsonl_fixture():
+    return write_jsonl
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer():
+    from tuneforge.models.builtin import toy_tokenizer
+
+    return toy_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def pad_eos_tokenizer(tmp_path_factory):
+    """A real-vocabulary tokenizer whose pad token equals its EOS token (like many Llama/Qwen releases)."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.models.builtin import TOKENIZER_DIR
+
+    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.fixture
+def sft_rows():
+    return [
+        {"instruction": f"Question {i}: what is {i} plus {i}?", "input": "", "output": f"It is {2 * i}."}
+        for i in range(24)
+    ]
+
+
+@pytest.fixture
+def sft_file(tmp_path, sft_rows):
+    return write_jsonl(tmp_path / "train.jsonl", sft_rows)
