@@ -37,7 +37,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch_processes(args.config, args.overrides, args.nproc)
     summary = run_training(cfg, progress=not args.no_progress)
     first, last = summary.first_eval.get("eval_loss"), summary.last_eval.get("eval_loss")
-    if first is not None and last is not None:
+    if first is not None and last is not None and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
         print(f"eval_loss: {first:.4f} at start -> {last:.4f} at the end")
     return 0
 

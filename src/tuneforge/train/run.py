@@ -13,12 +13,14 @@ import torch
 from ..config import TrainConfig
 from ..errors import ConfigError, TrainingAborted
 from ..models.forward import CausalLMLoss
+from ..models.memory import estimate_lines
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision
 from ..monitor import MetricsLog, memory
 from ..outputs import CONFIG_FILE, save_config, save_model
 from . import checkpoint as ckpt
 from .batch_fit import is_oom, oom_message, resolve_batch
 from .loop import TrainingLoop
+from .reporting import RunReporter, chain
 from .parallel import adjust_precision, gathered_state_dict, prepare_model_for_engine, save_pretrained_gathered
 
 METRICS_FILE = "metrics.jsonl"
@@ -151,6 +153,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     data = strategy.build_data(cfg, tokenizer)  # bad data is refused here, before any weights load
+    reporter = RunReporter(cfg, Path(cfg.output_dir), Path(cfg.output_dir) / METRICS_FILE)  # report_to checked early
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     precision = adjust_precision(cfg, resolve_precision(cfg, device))
     accelerator = _make_accelerator(cfg, precision.mixed_precision)
@@ -192,6 +195,10 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
         f" x {accelerator.num_processes} processes = {effective} | steps: {loop.total_steps}"
         f" ({loop.steps_per_epoch}/epoch)\n"
         f"  data: {strategy.describe_data(data)}"))
+    memory_lines, memory_record = estimate_lines(cfg, accelerator.unwrap_model(model), device, precision.mixed_precision,
+                                                 total_params=total, trainable_params=trainable,
+                                                 longest_row=max(recipe.train_lengths, default=None))
+    say("\n".join(memory_lines))
     resumed = {} if resume_path is None else {"checkpoint": str(resume_path), "discarded_records": discarded}
     if resume_path is not None:
         say(f"  resumed from {resume_path} at step {loop.state.global_step} (epoch {loop.state.epoch}, "
@@ -199,9 +206,9 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     log.write({"event": "resume" if resume_path else "start", "step": loop.state.global_step, "method": cfg.method,
                "strategy": cfg.training_strategy, **resumed,
                "trainable_params": trainable, "total_params": total, "effective_batch_size": effective,
-               "total_steps": loop.total_steps, "device": str(device), **memory(device)})
-    if progress and accelerator.is_main_process:
-        loop.progress = _progress_printer(loop.total_steps)
+               "total_steps": loop.total_steps, "device": str(device), **memory_record, **memory(device)})
+    if accelerator.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
+        loop.progress = chain(reporter, _progress_printer(loop.total_steps) if progress else None)
     try:
         result = loop.run()
     except (RuntimeError, torch.OutOfMemoryError) as exc:
@@ -230,13 +237,14 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
         log.write({"event": "end", "step": result.state.global_step, "wall_time_s": result.wall_time,
                    "tokens_per_second": result.tokens_per_second, "best_step": result.state.best_step,
                    cfg.metric_for_best_model + "_best": result.state.best_metric, **memory(device)})
+        reporter.finish()
         best = (f"best {cfg.metric_for_best_model} {result.state.best_metric:.4f} at step {result.state.best_step} "
                 f"(saved as the run's output)" if result.state.best_step is not None else "no validation set")
         _say(accelerator, (
             f"done: {result.state.global_step} steps in {result.wall_time:.1f}s, {result.tokens_per_second:,.0f} tokens/s, "
             f"peak host memory {summary.peak_memory.get('host_peak_rss_gib', 0):.2f} GiB"
             + (f", peak GPU {summary.peak_memory['gpu_peak_allocated_gib']:.2f} GiB" if 'gpu_peak_allocated_gib' in summary.peak_memory else "")
-            + f"\n  {best}\n  output: {out}"))
+            + f"\n  {best}\n  output: {out} (curves: {reporter.curves_path.name})"))
     log.close()
     return summary
 

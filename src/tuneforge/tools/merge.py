@@ -1,0 +1,69 @@
+"""``tuneforge merge RUN_DIR --output DIR``: a LoRA adapter folded into its base, saved as a standalone
+Hugging Face model directory (safetensors) with the tokenizer and the run's settings.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..errors import ConfigError
+from ..models import inference
+from ..outputs import CONFIG_FILE
+
+
+def merge(run_dir: str, output: str, *, dtype: str = "auto", overwrite: bool = False, say=print) -> Path:
+    """Write the merged model to ``output`` and return it."""
+    source = inference.resolve_source(run_dir)
+    if source.adapter is None:
+        raise ConfigError(f"{run_dir!r} holds no LoRA adapter ({inference.ADAPTER_CONFIG}): a full-parameter run is "
+                          "already a standalone model directory; nothing to merge.")
+    out = Path(output)
+    if out.resolve() == Path(run_dir).resolve():
+        raise ConfigError("--output must differ from the run directory.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--output {output!r} exists and is not empty; choose another directory or pass --overwrite.")
+    device = torch.device("cpu")  # merging is a one-off; host memory is the larger pool
+    torch_dtype = inference.pick_dtype(dtype, device, inference.base_dtype(source))
+    dtype_name = str(torch_dtype).replace("torch.", "")
+    if source.quantized_training:
+        say(f"note: this adapter was trained on a {source.quantized_training} quantized base; it is merged into the "
+            f"base loaded in {dtype_name} (never into quantized weights).")
+    say(f"merging adapter {source.adapter} into {source.base} ({dtype_name}) ...")
+    tokenizer = inference.load_tokenizer_for(source)
+    model = inference.load_model(source, tokenizer, dtype=torch_dtype, device=device, merge=True)
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    # Keep the run's template/system-prompt settings so chat and generate behave as with the run directory.
+    settings = dict(source.run_config)
+    settings.update(load_in_4bit=False, load_in_8bit=False, lora_dim=0, adapter_name_or_path=None)
+    settings["_merged"] = {"from_run": str(Path(run_dir).resolve()), "base": source.base, "dtype": dtype_name,
+                           "trained_on_quantized_base": source.quantized_training}
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(settings, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    say(f"merged model written to {out} (load it with AutoModelForCausalLM.from_pretrained)")
+    return out
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    merge(args.run_dir, args.output, dtype=args.dtype, overwrite=args.overwrite)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "merge", help="merge a LoRA run's adapter into its base model (standalone safetensors directory)",
+        description="Fold the LoRA adapter of RUN_DIR into its base model and save a standalone Hugging Face model "
+                    "directory (safetensors) with the tokenizer. An adapter trained with load_in_4bit/8bit is merged "
+                    "into the base loaded in 16/32-bit, never into quantized weights.")
+    p.add_argument("run_dir", help="a LoRA/QLoRA run's output_dir (or any PEFT adapter directory)")
+    p.add_argument("--output", "-o", required=True, help="directory for the merged model")
+    p.add_argument("--dtype", choices=("auto", *inference.DTYPES), default="auto",
+                   help="precision of the merged weights (auto: the base checkpoint's own 16/32-bit dtype)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    p.set_defaults(func=_cmd)

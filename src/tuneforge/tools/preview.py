@@ -1,0 +1,163 @@
+"""``tuneforge preview``: the first training rows exactly as the model sees them, trained parts marked.
+
+The text shown is the decoded token ids after truncation (not the raw data), so a wrong system
+prompt, a template quirk or a missing end-of-turn token is visible at a glance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from ..config import TrainConfig
+from ..data.formats import Message, load_examples
+from ..data.templates import IGNORE_INDEX, Encoded, encode_messages, with_system_prompt
+from .common import add_config_arguments, config_from_args
+
+OPEN, CLOSE = "⟦", "⟧"
+ANSI_TRAINED, ANSI_RESET = "\033[1;32m", "\033[0m"
+
+
+@dataclass
+class RenderedRow:
+    text: str  # the decoded token ids
+    trained_spans: list[tuple[int, int]]  # [start, end) character spans of ``text`` whose tokens are trained
+    tokens: int
+    trained_tokens: int
+    truncated: bool
+
+    @property
+    def trained_text(self) -> list[str]:
+        return [self.text[s:e] for s, e in self.trained_spans]
+
+
+def trained_runs(labels: list[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` token index runs whose labels are trained."""
+    runs, start = [], None
+    for i, label in enumerate(labels + [IGNORE_INDEX]):
+        if label != IGNORE_INDEX and start is None:
+            start = i
+        elif label == IGNORE_INDEX and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def render(tokenizer, enc: Encoded, truncated: bool) -> RenderedRow:
+    """Decode ``enc`` and map its trained token runs to character spans of the decoded text.
+
+    Character positions come from decoding prefixes of the ids, so they index the very string that
+    decoding all ids gives (tokenizers that merge or strip spaces stay consistent).
+    """
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    text = decode(enc.input_ids)
+    spans = [(min(len(decode(enc.input_ids[:s])), len(text)), min(len(decode(enc.input_ids[:e])), len(text)))
+             for s, e in trained_runs(list(enc.labels))]
+    return RenderedRow(text, spans, len(enc.input_ids), enc.n_trained, truncated)
+
+
+def _truncate(enc: Encoded, n: int) -> tuple[Encoded, bool]:
+    if len(enc.input_ids) <= n:
+        return enc, False
+    return Encoded(enc.input_ids[:n], enc.labels[:n], min(enc.prompt_length, n)), True
+
+
+def _sft_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
+    from ..data.sft import build_sft_data, encode_conversation
+
+    examples = load_examples(cfg.train_data, "sft")
+    if cfg.validation_split > 0:  # the training rows are what remains after the held-out split
+        kept = set(build_sft_data(cfg, tokenizer).train.sources[:n])
+        examples = [conv for conv in examples if conv.source in kept]
+    rows = []
+    for conv in examples[:n]:
+        enc, truncated = encode_conversation(conv, tokenizer, cfg)
+        rows.append({"source": conv.source, **_row_json(render(tokenizer, enc, truncated))})
+    return rows
+
+
+def _dpo_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
+    """Prompt+chosen and prompt+rejected, each rendered with the answer as the trained turn."""
+    rows = []
+    for pair in load_examples(cfg.train_data, "dpo")[:n]:
+        prompt = with_system_prompt(pair.prompt, cfg.system_prompt)
+        row: dict = {"source": pair.source}
+        for side, answer in (("chosen", pair.chosen), ("rejected", pair.rejected)):
+            enc = encode_messages(tokenizer, prompt + [Message("assistant", answer)],
+                                  chat_template=cfg.apply_chat_template, last_turn_only=True)
+            row[side] = _row_json(render(tokenizer, *_truncate(enc, cfg.seq_length)))
+        rows.append(row)
+    return rows
+
+
+ROW_BUILDERS: dict[str, Callable[[TrainConfig, object, int], list[dict]]] = {"sft": _sft_rows, "dpo": _dpo_rows}
+
+
+def _row_json(row: RenderedRow) -> dict:
+    data = asdict(row)
+    data["trained_spans"] = [list(s) for s in row.trained_spans]
+    data["trained_text"] = row.trained_text
+    return data
+
+
+def mark(text: str, spans: list[list[int]] | list[tuple[int, int]], color: bool) -> str:
+    """``text`` with each trained span wrapped in ANSI colour (terminal) or ⟦…⟧ (files, pipes)."""
+    opening, closing = (ANSI_TRAINED, ANSI_RESET) if color else (OPEN, CLOSE)
+    out, pos = [], 0
+    for s, e in spans:
+        out += [text[pos:s], opening, text[s:e], closing]
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _format_one(title: str, row: dict, color: bool) -> list[str]:
+    head = (f"{title}: {row['tokens']} tokens, {row['trained_tokens']} trained"
+            + (" (truncated at seq_length)" if row["truncated"] else "")
+            + (" -- NO trained token left: training refuses this row (raise seq_length)" if not row["trained_tokens"] else ""))
+    return [head, mark(row["text"], row["trained_spans"], color)]
+
+
+def format_rows(rows: list[dict], cfg: TrainConfig, color: bool) -> str:
+    legend = "trained tokens in green" if color else f"trained tokens inside {OPEN}…{CLOSE}"
+    lines = [f"model: {cfg.model} | strategy: {cfg.training_strategy} | seq_length: {cfg.seq_length} | {legend}"]
+    for i, row in enumerate(rows):
+        lines += ["", f"=== row {i + 1} ({row['source']}) ==="]
+        if "text" in row:
+            lines += _format_one("tokens", row, color)
+        else:
+            for side in ("chosen", "rejected"):
+                lines += _format_one(f"prompt + {side}", row[side], color)
+    return "\n".join(lines)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from ..models.load import load_tokenizer
+
+    cfg = config_from_args(args)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    rows = ROW_BUILDERS[cfg.training_strategy](cfg, tokenizer, args.n)
+    if args.json:
+        print(json.dumps({"model": cfg.model, "training_strategy": cfg.training_strategy, "seq_length": cfg.seq_length,
+                          "rows": rows}, ensure_ascii=False, indent=2))
+        return 0
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(format_rows(rows, cfg, color))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "preview", help="show the first training rows as the model sees them, trained tokens marked",
+        description="Render the first N training rows exactly as training tokenizes them (chat template, system "
+                    "prompt, truncation at seq_length) and mark the tokens the loss is computed on.")
+    add_config_arguments(p)
+    p.add_argument("--n", type=int, default=3, help="rows to show (default 3)")
+    p.add_argument("--json", action="store_true", help="JSON: per row the rendered text and its trained spans")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help=f"mark trained text with colour (auto: on a terminal) or with {OPEN}…{CLOSE}")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,189 @@
+"""``tuneforge stats``: token lengths of a data set, counted exactly as training renders the rows.
+
+Lengths come from the model's own tokenizer and chat template, with the configured system prompt,
+through the same encoder training uses (``templates.encode_messages``), so the recommended
+``seq_length`` is the one training needs, not an online token counter's guess.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from ..config import TrainConfig
+from ..data.formats import Message, RowReport, load_examples
+from ..data.templates import IGNORE_INDEX, Encoded, TemplateMismatch, encode_messages, with_system_prompt
+from ..errors import DataError
+from .common import add_config_arguments, config_from_args
+
+PERCENTILES = (50, 90, 95, 99)
+COVERAGE = 0.99  # the recommended seq_length keeps at least this fraction of rows whole
+ROUND_TO = 64
+_BIN_WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+MAX_BINS = 12
+
+
+@dataclass
+class RowLength:
+    tokens: int  # full rendered length, before truncation
+    answer_cut: bool  # truncation at seq_length would leave no trained token
+
+
+@dataclass
+class LengthStats:
+    rows: int
+    mean: float
+    percentiles: dict[str, int]  # "p50" ... "p99", "max"
+    seq_length: int
+    truncated: int  # rows longer than seq_length
+    answer_cut: int  # rows whose every trained token lies beyond seq_length
+    recommended_seq_length: int
+    histogram: list[tuple[int, int, int]] = field(default_factory=list)  # (lo, hi inclusive, rows)
+
+
+def percentile(sorted_values: Sequence[int], p: float) -> int:
+    """Nearest-rank percentile: the smallest value with at least ``p``% of the values at or below it."""
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def recommend_seq_length(lengths: Sequence[int], coverage: float = COVERAGE, multiple: int = ROUND_TO) -> int:
+    """Smallest multiple of ``multiple`` that keeps at least ``coverage`` of the rows untruncated."""
+    value = percentile(sorted(lengths), coverage * 100)
+    return max(multiple, math.ceil(value / multiple) * multiple)
+
+
+def histogram(lengths: Sequence[int], max_bins: int = MAX_BINS) -> list[tuple[int, int, int]]:
+    """Equal-width bins starting at 0; the width is the smallest of 8, 16, 32 ... giving <= max_bins bins."""
+    top = max(lengths)
+    width = next((w for w in _BIN_WIDTHS if (top // w) + 1 <= max_bins), _BIN_WIDTHS[-1])
+    counts = [0] * (top // width + 1)
+    for n in lengths:
+        counts[n // width] += 1
+    return [(i * width, (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+
+
+def summarize(lengths: Sequence[RowLength], seq_length: int) -> LengthStats:
+    tokens = sorted(r.tokens for r in lengths)
+    pct = {f"p{p}": percentile(tokens, p) for p in PERCENTILES}
+    pct["max"] = tokens[-1]
+    return LengthStats(
+        rows=len(tokens), mean=round(sum(tokens) / len(tokens), 1), percentiles=pct, seq_length=seq_length,
+        truncated=sum(1 for n in tokens if n > seq_length), answer_cut=sum(1 for r in lengths if r.answer_cut),
+        recommended_seq_length=recommend_seq_length(tokens), histogram=histogram(tokens))
+
+
+# -- measuring rows, per training strategy --------------------------------------------------------------
+
+
+def _measure(enc: Encoded, seq_length: int) -> RowLength:
+    cut = all(label == IGNORE_INDEX for label in enc.labels[:seq_length])
+    return RowLength(len(enc.input_ids), cut)
+
+
+def _sft_row(example, tokenizer, cfg: TrainConfig) -> RowLength:
+    # The same rendering as data/sft.py's encode_conversation, before its truncation.
+    msgs = with_system_prompt(example.messages, cfg.system_prompt)
+    return _measure(encode_messages(tokenizer, msgs, chat_template=cfg.apply_chat_template), cfg.seq_length)
+
+
+def _dpo_row(example, tokenizer, cfg: TrainConfig) -> RowLength:
+    """The longer of prompt+chosen and prompt+rejected: both must fit seq_length."""
+    prompt = with_system_prompt(example.prompt, cfg.system_prompt)
+    sides = [encode_messages(tokenizer, prompt + [Message("assistant", answer)], chat_template=cfg.apply_chat_template,
+                             last_turn_only=True) for answer in (example.chosen, example.rejected)]
+    measured = [_measure(enc, cfg.seq_length) for enc in sides]
+    return RowLength(max(m.tokens for m in measured), any(m.answer_cut for m in measured))
+
+
+ROW_MEASURES: dict[str, Callable[..., RowLength]] = {"sft": _sft_row, "dpo": _dpo_row}
+
+
+def measure_file(path: str, tokenizer, cfg: TrainConfig, report: RowReport) -> list[RowLength]:
+    strategy = cfg.training_strategy
+    skip = cfg.on_bad_rows == "skip"
+    out = []
+    for example in load_examples(path, strategy, report if skip else None):
+        try:
+            out.append(ROW_MEASURES[strategy](example, tokenizer, cfg))
+        except TemplateMismatch as exc:
+            if not skip:
+                where, _, line = example.source.rpartition(":")
+                raise DataError(where, int(line), "messages", str(exc)) from None
+            report.drop("chat template renders prompt and answer inconsistently", example.source)
+    if not out:
+        raise DataError(path, None, None, "no usable rows")
+    return out
+
+
+def collect(cfg: TrainConfig, tokenizer) -> dict:
+    """Per data file (train, validation) the length statistics, plus the recommendation from train_data."""
+    report = RowReport()
+    splits = {"train": cfg.train_data, "validation": cfg.validation_data}
+    result: dict = {"model": cfg.model, "training_strategy": cfg.training_strategy,
+                    "apply_chat_template": cfg.apply_chat_template, "system_prompt": cfg.system_prompt,
+                    "seq_length": cfg.seq_length, "splits": {}}
+    for name, path in splits.items():
+        if path:
+            stats = summarize(measure_file(path, tokenizer, cfg, report), cfg.seq_length)
+            result["splits"][name] = {"path": path, **asdict(stats)}
+    result["recommended_seq_length"] = result["splits"]["train"]["recommended_seq_length"]
+    result["skipped_rows"] = dict(report.dropped)
+    return result
+
+
+# -- presentation ------------------------------------------------------------------------------------------
+
+
+def format_report(result: dict) -> str:
+    lines = [f"model: {result['model']} | strategy: {result['training_strategy']} | chat template: "
+             f"{'on' if result['apply_chat_template'] else 'off'} | system_prompt: "
+             f"{'(template default)' if result['system_prompt'] is None else repr(result['system_prompt'])}"]
+    if result["training_strategy"] == "dpo":
+        lines.append("lengths are per pair: the longer of prompt+chosen and prompt+rejected")
+    for name, s in result["splits"].items():
+        pct = s["percentiles"]
+        lines += ["", f"{name}: {s['path']} ({s['rows']} rows)",
+                  f"  tokens per row: mean {s['mean']:g} | p50 {pct['p50']} | p90 {pct['p90']} | p95 {pct['p95']} | "
+                  f"p99 {pct['p99']} | max {pct['max']}"]
+        peak = max(c for _, _, c in s["histogram"])
+        label_width = len(str(s["histogram"][-1][1]))
+        for lo, hi, count in s["histogram"]:
+            bar = "█" * (round(40 * count / peak) if count else 0)
+            mark = "  <- seq_length" if lo <= s["seq_length"] <= hi else ""
+            lines.append(f"  {lo:>{label_width}}-{hi:<{label_width}} | {bar} {count}{mark}")
+        share = 100 * s["truncated"] / s["rows"]
+        lines.append(f"  seq_length={s['seq_length']}: {s['truncated']} rows ({share:.1f}%) would be truncated")
+        if s["answer_cut"]:
+            lines.append(f"  {s['answer_cut']} rows would keep no trained token at all (training refuses them, "
+                         "or drops them with on_bad_rows: skip)")
+    rec = result["recommended_seq_length"]
+    lines += ["", f"recommended seq_length: {rec} (the smallest multiple of {ROUND_TO} that keeps at least "
+              f"{COVERAGE:.0%} of the training rows whole)"]
+    if result["skipped_rows"]:
+        lines.append("skipped rows: " + ", ".join(f"{k}: {v}" for k, v in result["skipped_rows"].items()))
+    return "\n".join(lines)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from ..models.load import load_tokenizer
+
+    cfg = config_from_args(args)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    result = collect(cfg, tokenizer)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "stats", help="token lengths of the data as training renders them; recommends seq_length",
+        description="Count each row's tokens with the model's tokenizer and chat template exactly as training "
+                    "renders it (SFT: system + conversation; DPO: the longer of prompt+chosen and "
+                    "prompt+rejected); print percentiles, a histogram, the rows seq_length would truncate and a "
+                    "recommended seq_length.")
+    add_config_arguments(p)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=_cmd)
