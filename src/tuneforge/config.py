@@ -85,6 +85,7 @@ class TrainConfig:
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = _f("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
     packing: bool = _f(False, "SFT: concatenate rows into micro-batches without padding (attention never crosses rows).")
+    group_by_length: bool = _f(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the model repository to run.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = _f("sdpa", "Attention kernel passed to transformers.")
     on_bad_rows: Literal["error", "skip"] = _f("error", "A malformed data row stops the run before training (error) or is dropped and counted (skip).")

@@ -58,8 +58,19 @@ class RowReport:
 # files → (line number, raw row)
 
 
-def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines for JSONL, row indices otherwise."""
+@dataclass
+class InvalidLine:
+    """A JSONL line that is not valid JSON, yielded (instead of raised) when the caller skips bad rows."""
+
+    error: DataError
+
+
+def read_rows(path: str | Path, keep_invalid: bool = False) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines for JSONL, row indices otherwise.
+
+    An invalid JSONL line raises a DataError, or with ``keep_invalid`` is yielded as an ``InvalidLine``
+    (the other lines still parse; a broken JSON array or CSV cannot be read past its defect).
+    """
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -84,17 +95,24 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(name, exc.lineno, None, f"invalid JSON ({exc.msg})") from None
-        for i, row in enumerate(rows, start=1):
-            yield i, row
-        return
+            if exc.msg != "Extra data":  # "Extra data": a JSONL file whose first line is a list — read as JSONL
+                raise DataError(name, exc.lineno, None, f"invalid JSON ({exc.msg})") from None
+            rows = None
+        if rows is not None:
+            for i, row in enumerate(rows, start=1):
+                yield i, row
+            return
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(name, lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            err = DataError(name, lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+            if not keep_invalid:
+                raise err from None
+            row = InvalidLine(err)
+        yield lineno, row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,14 +244,23 @@ def load_examples(path: str | Path, strategy: str, report: RowReport | None = No
     name = str(path)
     fmt = None
     out = []
-    for lineno, row in read_rows(path):
+    for lineno, row in read_rows(path, keep_invalid=report is not None):
         try:
+            if isinstance(row, InvalidLine):
+                if report is None:
+                    raise row.error
+                report.drop("invalid JSON", f"{name}:{lineno}")
+                continue
             if fmt is None:
                 fmt = detect_format(row)
                 if fmt is None:
                     keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-                    raise DataError(name, lineno, None, f"cannot tell the row format from keys {keys}; "
-                                    "expected instruction/output, messages, conversations, prompt/completion or prompt/chosen/rejected")
+                    err = DataError(name, lineno, None, f"cannot tell the row format from keys {keys}; expected "
+                                    "instruction/output, messages, conversations, prompt/completion or prompt/chosen/rejected")
+                    if report is None:
+                        raise err
+                    report.drop("unrecognised row format", f"{name}:{lineno}")  # detect from the next row
+                    continue
                 if strategy == "dpo" and fmt != "preference":
                     raise DataError(name, lineno, "rejected", "training_strategy=dpo needs prompt/chosen/rejected rows")
                 if strategy == "sft" and fmt == "preference":

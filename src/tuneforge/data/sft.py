@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..config import TrainConfig
 from ..errors import DataError
 from .formats import Conversation, RowReport, load_examples
-from .templates import Encoded, TemplateMismatch, encode_messages, with_system_prompt
+from .templates import IGNORE_INDEX, Encoded, TemplateMismatch, encode_messages, with_system_prompt
 
 
 @dataclass
@@ -46,7 +46,8 @@ def _tokenize(examples: list[Conversation], tokenizer, cfg: TrainConfig, report:
                 raise DataError(path, int(line), "messages", str(exc)) from None
             report.drop("chat template renders prompt and answer inconsistently", conv.source)
             continue
-        if enc.n_trained == 0:
+        # Position 0 is never a target (each position predicts the next token): count labels[1:].
+        if all(x == IGNORE_INDEX for x in enc.labels[1:]):
             why = f"no trained token left after truncation to seq_length={cfg.seq_length} (the prompt fills it)"
             if not skip:
                 raise DataError(path, int(line), "seq_length", why + "; raise seq_length or set on_bad_rows: skip")

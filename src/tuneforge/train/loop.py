@@ -325,7 +325,8 @@ class TrainingLoop:
             result.eval_history.append(first)
         while self.state.global_step < self.total_steps:
             steps = epoch_steps(len(self.recipe.train_lengths), self.recipe.train_lengths, self.geometry,
-                                self.cfg.seed, self.state.epoch)
+                                self.cfg.seed, self.state.epoch,
+                                group_by_length=self.cfg.group_by_length and not self.cfg.packing)
             while self.state.step_in_epoch < len(steps) and self.state.global_step < self.total_steps:
                 sums, grad_norm, finite = self._step(steps[self.state.step_in_epoch])
                 self.state.global_step += 1
