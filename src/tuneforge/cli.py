@@ -31,6 +31,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.run import run_training
 
     cfg = load_config(args.config, args.overrides)
+    if not (cfg.load_in_4bit or cfg.load_in_8bit) and "bitsandbytes" not in sys.modules:
+        # peft imports bitsandbytes whenever it is installed, and that import pulls in torch's compiler
+        # stack (seconds of start-up); a run that quantizes nothing never needs it.
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
     if args.nproc and args.nproc > 1:
         from .train.launch import launch_processes
 

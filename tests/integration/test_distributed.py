@@ -1,0 +1,149 @@
+"""Two CPU processes (gloo) train exactly like one process with twice the accumulation.
+
+The 2-process runs go through ``tuneforge train --nproc 2`` (torchrun underneath); the 1-process reference
+runs in this test process. Each 2-process run costs ~30-50 s on a 2-core machine (process start-up and
+imports dominate), hence ``slow``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import tuneforge
+from tuneforge.cli import main as cli_main
+
+pytestmark = pytest.mark.slow
+
+# 18 rows, 2 rows per micro-batch, 8 rows per step: steps of 8, 8 and 2 rows. In 2 processes the last
+# step's single micro-batch goes to rank 0 and rank 1 runs a zero-weighted filler pass (the DDP join).
+N_TRAIN, N_VAL = 18, 5
+COMMON = {"per_device_train_batch_size": 2, "num_train_epochs": 1, "lora_dim": 8, "lora_dropout": 0.0,
+          "seq_length": 96, "logging_steps": 1, "eval_steps": 2, "learning_rate": 5e-3, "warmup_ratio": 0.0}
+
+
+def _rows(n: int, offset: int = 0) -> list[dict]:
+    # Different answer lengths, so micro-batches differ in size and the per-token normalisation matters.
+    return [{"instruction": f"Question {i}: what is {i} plus {i}?", "input": "",
+             "output": f"It is {2 * i}." + " Indeed" * (i % 5)} for i in range(offset, offset + n)]
+
+
+@pytest.fixture
+def data(tmp_path, write_jsonl):
+    return (write_jsonl(tmp_path / "train.jsonl", _rows(N_TRAIN)),
+            write_jsonl(tmp_path / "val.jsonl", _rows(N_VAL, offset=100)))
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _train_two_processes(monkeypatch, keys: dict) -> int:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return cli_main(["train", *(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in keys.items()),
+                     "--nproc", "2", "--no-progress"])
+
+
+def _assert_same_run(one: Path, two: Path) -> None:
+    rec1, rec2 = _records(one), _records(two)
+    assert sum(r.get("event") == "start" for r in rec2) == 1, "only rank 0 writes metrics.jsonl"
+    start1, start2 = rec1[0], rec2[0]
+    assert start1["effective_batch_size"] == start2["effective_batch_size"] == 8
+    train1 = [(r["step"], r["loss"], r["grad_norm"]) for r in rec1 if "loss" in r]
+    train2 = [(r["step"], r["loss"], r["grad_norm"]) for r in rec2 if "loss" in r]
+    assert [s for s, *_ in train1] == [s for s, *_ in train2] == [1, 2, 3]
+    for (_, l1, g1), (_, l2, g2) in zip(train1, train2):
+        assert l2 == pytest.approx(l1, abs=1e-5)
+        assert g2 == pytest.approx(g1, rel=1e-4, abs=1e-6)
+    eval1 = [r for r in rec1 if "eval_loss" in r]
+    eval2 = [r for r in rec2 if "eval_loss" in r]
+    assert len(eval1) == len(eval2) >= 2
+    for a, b in zip(eval1, eval2):
+        # Each validation row is counted once over both processes (not once per process).
+        assert b["eval_trained_tokens"] == a["eval_trained_tokens"]
+        assert b["eval_loss"] == pytest.approx(a["eval_loss"], abs=1e-5)
+
+
+def _assert_same_adapter(one: Path, two: Path) -> None:
+    from safetensors.torch import load_file
+
+    w1, w2 = load_file(str(one / "adapter_model.safetensors")), load_file(str(two / "adapter_model.safetensors"))
+    assert w1.keys() == w2.keys() and w1
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
+
+
+def test_sft_two_processes_match_one_process_with_double_accumulation(tmp_path, data, monkeypatch):
+    train, val = data
+    base = {**COMMON, "train_data": str(train), "validation_data": str(val)}
+    one, two = tmp_path / "one", tmp_path / "two"
+    tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one)}, progress=False)
+    assert _train_two_processes(monkeypatch, {**base, "gradient_accumulation_steps": 2, "output_dir": str(two)}) == 0
+    _assert_same_run(one, two)
+    _assert_same_adapter(one, two)
+    assert (two / "tuneforge_config.yaml").is_file()
+
+
+def _pairs(n: int, offset: int = 0) -> list[dict]:
+    return [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f"It is {2 * i}." + " Sure" * (i % 3),
+             "rejected": f"No idea about {i}." + " Maybe" * (i % 4)} for i in range(offset, offset + n)]
+
+
+@pytest.mark.parametrize("method_keys", [{"lora_dim": 0}, {"lora_dim": 8}], ids=["full-precomputed-ref", "lora-adapter-off-ref"])
+def test_dpo_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch, method_keys):
+    """Full DPO precomputes the reference log-probs (each process computes a share, then all are summed to every
+    process); LoRA DPO runs the reference with the adapter disabled. Both must train as in one process."""
+    train = write_jsonl(tmp_path / "pairs.jsonl", _pairs(N_TRAIN))
+    val = write_jsonl(tmp_path / "pairs_val.jsonl", _pairs(N_VAL, offset=100))
+    base = {**COMMON, **method_keys, "training_strategy": "dpo", "train_data": str(train), "validation_data": str(val),
+            "learning_rate": 1e-3}
+    one, two = tmp_path / "one", tmp_path / "two"
+    tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one)}, progress=False)
+    assert _train_two_processes(monkeypatch, {**base, "gradient_accumulation_steps": 2, "output_dir": str(two)}) == 0
+    rec1, rec2 = _records(one), _records(two)
+    for key in ("loss", "rewards/margins", "eval_loss", "eval_rewards/margins", "eval_pairs"):
+        v1, v2 = [r[key] for r in rec1 if key in r], [r[key] for r in rec2 if key in r]
+        assert len(v1) == len(v2) > 0, key
+        assert v2 == pytest.approx(v1, abs=1e-5), key
+    assert [r["eval_pairs"] for r in rec2 if "eval_pairs" in r][0] == N_VAL
+
+
+def test_resume_in_two_processes(tmp_path, data, monkeypatch):
+    """A 2-process run stopped after step 2 and resumed (same world size) ends like an uninterrupted run."""
+    train, val = data
+    base = {**COMMON, "train_data": str(train), "validation_data": str(val), "lr_scheduler_type": "constant",
+            "save_steps": 1}
+    one, two = tmp_path / "one", tmp_path / "two"
+    tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one), "max_steps": 3}, progress=False)
+    keys = {**base, "gradient_accumulation_steps": 2, "output_dir": str(two)}
+    assert _train_two_processes(monkeypatch, {**keys, "max_steps": 2}) == 0
+    assert (two / "checkpoint-2").is_dir()
+    assert _train_two_processes(monkeypatch, {**keys, "max_steps": 3,
+                                              "resume_from_checkpoint": str(two / "checkpoint-2")}) == 0
+    rec2 = _records(two)
+    assert [r["event"] for r in rec2 if r.get("event") in ("start", "resume")] == ["start", "resume"]
+    loss1 = {r["step"]: r["loss"] for r in _records(one) if "loss" in r}
+    loss2 = {r["step"]: r["loss"] for r in rec2 if "loss" in r}
+    assert sorted(loss2) == [1, 2, 3]
+    for step in (1, 2, 3):
+        assert loss2[step] == pytest.approx(loss1[step], abs=1e-5)
+    _assert_same_adapter(one, two)
+
+
+def test_fsdp_two_processes(tmp_path, data, monkeypatch):
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("FSDP runs through accelerate, which enables it only on GPUs (or other accelerators): on CPU "
+                    "accelerate 1.x keeps MULTI_CPU/DDP, and tuneforge refuses fsdp there rather than silently "
+                    "running DDP (tests/unit/train/test_parallel.py checks that refusal)")
+    train, val = data
+    base = {**COMMON, "train_data": str(train), "validation_data": str(val)}
+    one, two = tmp_path / "one", tmp_path / "two"
+    tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one), "mixed_precision": "no"},
+                    progress=False)
+    assert _train_two_processes(monkeypatch, {**base, "gradient_accumulation_steps": 2, "output_dir": str(two),
+                                              "fsdp": "full_shard", "mixed_precision": "no"}) == 0
+    _assert_same_run(one, two)
+    _assert_same_adapter(one, two)
