@@ -1,0 +1,273 @@
+"""The DPO recipe: preference pairs → one concatenated policy forward → a preference loss.
+
+A micro-batch of B pairs is one padded batch of 2B rows, ``[chosen rows; rejected rows]``, so the
+policy runs once per micro-batch. The reference log-probs come from a ``ReferenceSource`` chosen by
+the method (DESIGN.md §1, §4):
+
+- LoRA/QLoRA, new adapter: the same model with the adapter disabled, under no_grad — no second copy.
+- LoRA/QLoRA continuing from ``adapter_name_or_path`` (an SFT adapter): base + that adapter, frozen —
+  never the bare base. Its log-probs are precomputed once, before the first step, while the policy
+  still *is* base + SFT adapter (no second adapter in memory, none saved with the output).
+- Full: log-probs precomputed in one pass before training (``dpo_reference: precompute``) or a
+  frozen deep copy of the model (``copy``); both give the same losses.
+- Reference-free losses (SimPO, ORPO): no reference pass at all.
+
+Precomputed values are stored per row and looked up by row index in ``collate``, so they follow the
+rows whatever order the sampler deals them in.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from ..data.collate import Batch, pad_batch
+from ..data.dpo import DPOData, EncodedPair, build_dpo_data
+from ..losses import PREFERENCE_LOSSES
+from .run import Strategy, register_strategy
+
+# Losses whose formula has no reference model (they ignore the ref_* arguments).
+REFERENCE_FREE = frozenset({"simpo", "orpo"})
+
+STAT_KEYS = ("rewards_chosen", "rewards_rejected", "margins", "accuracies", "logps_chosen", "logps_rejected")
+
+
+@dataclass
+class PairBatch:
+    """B preference pairs as one batch of 2B rows: ``sequences`` holds chosen rows then rejected rows."""
+
+    sequences: Batch
+    rows: list[int]
+    response_tokens: torch.Tensor  # (2B,) trained tokens per row, for length-normalised losses
+    reference: torch.Tensor | None = None  # (B, 2) precomputed [chosen, rejected] reference log-probs
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.rows)
+
+    def to(self, device: torch.device) -> "PairBatch":
+        ref = None if self.reference is None else self.reference.to(device)
+        return PairBatch(self.sequences.to(device), self.rows, self.response_tokens.to(device), ref)
+
+
+def collate_pairs(pairs: Sequence[EncodedPair], rows: Sequence[int], pad_id: int,
+                  reference: torch.Tensor | None = None) -> PairBatch:
+    seqs = [p.sequences() for p in pairs]
+    ordered = [c for c, _ in seqs] + [r for _, r in seqs]
+    lengths = [len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs]
+    return PairBatch(pad_batch(ordered, pad_id), list(rows), torch.tensor(lengths, dtype=torch.float32), reference)
+
+
+def sequence_logps(module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs (chosen (B,), rejected (B,)) from one forward over all 2B rows."""
+    logps = module(**batch.sequences.model_inputs(), kind="logps").sum(-1)
+    return logps[: batch.n_pairs], logps[batch.n_pairs:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference sources
+
+
+class ReferenceSource(Protocol):
+    def stored(self, split: str, rows: Sequence[int]) -> torch.Tensor | None: ...  # per-row values, if precomputed
+    def logps(self, module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class NoReference:
+    """Reference-free losses: zeros, never used by the loss."""
+
+    def stored(self, split, rows):
+        return None
+
+    def logps(self, module, batch):
+        zeros = torch.zeros(batch.n_pairs, device=batch.sequences.input_ids.device)
+        return zeros, zeros
+
+
+class AdapterDisabledReference:
+    """LoRA/QLoRA: the policy's own base weights, adapter switched off, under no_grad."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+
+    def stored(self, split, rows):
+        return None
+
+    def logps(self, module, batch):
+        inner = self.accelerator.unwrap_model(module)  # skip DDP's forward hooks: no gradient flows here
+        with torch.no_grad(), inner.model.disable_adapter(), self.accelerator.autocast():
+            return sequence_logps(inner, batch)
+
+
+class FrozenCopyReference:
+    """Full-parameter ``dpo_reference: copy``: a frozen deep copy of the starting model."""
+
+    def __init__(self, module: nn.Module, accelerator):
+        self.module = copy.deepcopy(module).eval()
+        self.module.requires_grad_(False)
+        self.accelerator = accelerator
+
+    def stored(self, split, rows):
+        return None
+
+    def logps(self, module, batch):
+        with torch.no_grad(), self.accelerator.autocast():
+            return sequence_logps(self.module, batch)
+
+
+class PrecomputedReference:
+    """Reference log-probs of every row computed once, before training, from the starting model."""
+
+    def __init__(self, values: dict[str, torch.Tensor]):
+        self.values = values  # split -> (N, 2) [chosen, rejected]
+
+    def stored(self, split, rows):
+        return self.values[split][list(rows)]
+
+    def logps(self, module, batch):
+        assert batch.reference is not None, "precomputed reference log-probs missing from the batch"
+        return batch.reference[:, 0], batch.reference[:, 1]
+
+
+@torch.no_grad()
+def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
+                         accelerator) -> torch.Tensor:
+    """(N, 2) reference log-probs of ``pairs`` under ``module`` as it is now (eval mode, the run's precision).
+
+    Each process computes its share of the rows (r, r+W, ...) and the shares are summed across processes.
+    """
+    world, rank = accelerator.num_processes, accelerator.process_index
+    device = accelerator.device
+    values = torch.zeros(len(pairs), 2, dtype=torch.float32, device=device)
+    mine = list(range(rank, len(pairs), world))
+    mine.sort(key=lambda i: -pairs[i].longest)  # less padding
+    was_training = module.training
+    module.eval()
+    try:
+        for s in range(0, len(mine), batch_size):
+            rows = mine[s: s + batch_size]
+            batch = collate_pairs([pairs[i] for i in rows], rows, pad_id).to(device)
+            with accelerator.autocast():
+                chosen, rejected = sequence_logps(module, batch)
+            values[rows, 0] = chosen.float()
+            values[rows, 1] = rejected.float()
+    finally:
+        module.train(was_training)
+    if world > 1:
+        values = accelerator.reduce(values, reduction="sum")
+    return values.cpu()
+
+
+def reference_kind(cfg) -> str:
+    """Which reference a run uses (see the module docstring)."""
+    if cfg.dpo_loss_type in REFERENCE_FREE:
+        return "none"
+    if cfg.lora_dim > 0:
+        return "precompute" if cfg.adapter_name_or_path else "adapter_disabled"
+    return cfg.dpo_reference
+
+
+def _precomputed(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator) -> PrecomputedReference:
+    # Kept on the data object: a run may build its recipe twice (per_device_train_batch_size: auto builds
+    # a probe recipe first; the probe updates no weight), and one pass is enough.
+    splits = {"train": data.train, "validation": data.validation}
+    for name, split in splits.items():
+        if split is not None and name not in data.reference_logps:
+            data.reference_logps[name] = precompute_reference(module, split.pairs, pad_id,
+                                                              cfg.per_device_train_batch_size, accelerator)
+    return PrecomputedReference(data.reference_logps)
+
+
+REFERENCE_BUILDERS: dict[str, Callable[..., ReferenceSource]] = {
+    "none": lambda cfg, data, pad_id, module, accelerator: NoReference(),
+    "adapter_disabled": lambda cfg, data, pad_id, module, accelerator: AdapterDisabledReference(accelerator),
+    "copy": lambda cfg, data, pad_id, module, accelerator: FrozenCopyReference(module, accelerator),
+    "precompute": _precomputed,
+}
+
+
+def make_reference(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator) -> ReferenceSource:
+    return REFERENCE_BUILDERS[reference_kind(cfg)](cfg, data, pad_id, module, accelerator)
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe
+
+
+class DPORecipe:
+    def __init__(self, data: DPOData, pad_id: int, batch_size: int, loss_type: str, beta: float,
+                 reference: ReferenceSource, gamma: float = 0.5):
+        self.data, self.pad_id, self.batch_size = data, pad_id, batch_size
+        self.loss_fn = PREFERENCE_LOSSES[loss_type]
+        self.beta, self.gamma, self.reference = beta, gamma, reference
+        self.train_lengths = [p.longest for p in data.train.pairs]
+        self._eval: list[PairBatch] | None = None
+
+    def collate(self, rows: Sequence[int], split: str = "train") -> PairBatch:
+        source = self.data.train if split == "train" else self.data.validation
+        return collate_pairs([source.pairs[i] for i in rows], rows, self.pad_id, self.reference.stored(split, rows))
+
+    def eval_batches(self) -> list[PairBatch]:
+        if self._eval is None:
+            val = self.data.validation
+            if val is None:
+                self._eval = []
+            else:
+                order = sorted(range(len(val.pairs)), key=lambda i: -val.pairs[i].longest)
+                self._eval = [self.collate(order[s: s + self.batch_size], "validation")
+                              for s in range(0, len(order), self.batch_size)]
+        return self._eval
+
+    def units(self, batch: PairBatch) -> int:
+        return batch.n_pairs
+
+    def real_tokens(self, batch: PairBatch) -> int:
+        return batch.sequences.n_real_tokens
+
+    def loss(self, module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        ref_chosen, ref_rejected = self.reference.logps(module, batch)
+        chosen, rejected = sequence_logps(module, batch)
+        n = batch.n_pairs
+        losses, r_chosen, r_rejected = self.loss_fn(
+            chosen, rejected, ref_chosen.to(chosen.dtype), ref_rejected.to(chosen.dtype), self.beta,
+            chosen_tokens=batch.response_tokens[:n], rejected_tokens=batch.response_tokens[n:], gamma=self.gamma)
+        loss_sum = losses.sum()
+        stats = {"loss_sum": float(loss_sum.detach()), "pairs": float(n),
+                 "rewards_chosen": float(r_chosen.sum()), "rewards_rejected": float(r_rejected.sum()),
+                 "margins": float((r_chosen - r_rejected).sum()),
+                 "accuracies": float((r_chosen > r_rejected).float().sum()),
+                 "logps_chosen": float(chosen.detach().sum()), "logps_rejected": float(rejected.detach().sum())}
+        return loss_sum, stats
+
+    def summarize(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]:
+        n = max(sums.get("pairs", 0.0), 1.0)
+        mean = lambda key: sums.get(key, 0.0) / n  # noqa: E731
+        return {f"{prefix}loss": mean("loss_sum"),
+                f"{prefix}rewards/chosen": mean("rewards_chosen"),
+                f"{prefix}rewards/rejected": mean("rewards_rejected"),
+                f"{prefix}rewards/margins": mean("margins"),
+                f"{prefix}rewards/accuracies": mean("accuracies"),
+                f"{prefix}logps/chosen": mean("logps_chosen"),
+                f"{prefix}logps/rejected": mean("logps_rejected"),
+                f"{prefix}pairs": sums.get("pairs", 0.0)}
+
+
+def _make_recipe(cfg, data: DPOData, tokenizer, model, module, accelerator) -> DPORecipe:
+    reference = make_reference(cfg, data, tokenizer.pad_token_id, module, accelerator)
+    return DPORecipe(data, tokenizer.pad_token_id, cfg.per_device_train_batch_size, cfg.dpo_loss_type,
+                     cfg.dpo_beta, reference, cfg.simpo_gamma)
+
+
+def _describe(data: DPOData) -> str:
+    val = data.validation
+    text = (f"{len(data.train.pairs)} training pairs ({data.train.truncated} truncated to seq_length)"
+            + (f", {len(val.pairs)} validation pairs ({val.truncated} truncated)" if val else ", no validation set"))
+    if data.report.total:
+        text += f"; dropped {data.report.total} rows: " + ", ".join(f"{k}: {v}" for k, v in data.report.dropped.items())
+    return text
+
+
+register_strategy("dpo", Strategy(build_data=build_dpo_data, make_recipe=_make_recipe, describe_data=_describe))
