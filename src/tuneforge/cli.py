@@ -31,9 +31,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.run import run_training
 
     cfg = load_config(args.config, args.overrides)
-    if not (cfg.load_in_4bit or cfg.load_in_8bit) and "bitsandbytes" not in sys.modules:
+    if getattr(args, "own_process", False) and not (cfg.load_in_4bit or cfg.load_in_8bit) \
+            and "bitsandbytes" not in sys.modules:
         # peft imports bitsandbytes whenever it is installed, and that import pulls in torch's compiler
-        # stack (seconds of start-up); a run that quantizes nothing never needs it.
+        # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
+        # process is the command itself: in-process callers (tests, notebooks) may need it later.
         sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
     if args.nproc and args.nproc > 1:
         from .train.launch import launch_processes
@@ -80,7 +82,12 @@ def quiet_libraries() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry() -> None:
+    """The console script: this process runs one command and exits."""
+    sys.exit(main(own_process=True))
+
+
+def main(argv: list[str] | None = None, own_process: bool = False) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    args.own_process = own_process
     # A config path that looks like an override ("key=value") means no file was given.
     if getattr(args, "config", None) and "=" in args.config and not os.path.exists(args.config):
         args.overrides = [args.config] + list(args.overrides)
@@ -107,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -18,6 +18,47 @@ def base_causal_lm(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
+# Row groups of a padded batch: at most this many forwards, and only when they save this share of the
+# padded tokens (on CPU compute scales with tokens; a GPU prefers one large batch, so it never splits).
+MAX_ROW_GROUPS = 4
+MIN_SAVING = 0.1
+
+
+def length_groups(attention_mask: torch.Tensor | None) -> list[tuple[list[int], int]] | None:
+    """``[(row indices, width)]`` cutting a right-padded batch, rows sorted by length, into at most
+    ``MAX_ROW_GROUPS`` groups that minimise the padded tokens (sum of rows x longest row per group);
+    None when the batch is not right-padded or the saving is under ``MIN_SAVING``."""
+    if attention_mask is None or attention_mask.dim() != 2 or attention_mask.shape[0] < 2:
+        return None
+    lengths = attention_mask.sum(1)
+    if not bool((attention_mask.cumprod(1).sum(1) == lengths).all()):  # not right-padded
+        return None
+    lens = lengths.tolist()
+    order = sorted(range(len(lens)), key=lambda i: (-lens[i], i))
+    n = len(order)
+    # best[k][j]: least padded tokens for the first j sorted rows in k groups (a group's width is its first row's)
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(MAX_ROW_GROUPS + 1)]
+    cut = [[0] * (n + 1) for _ in range(MAX_ROW_GROUPS + 1)]
+    best[0][0] = 0
+    for k in range(1, MAX_ROW_GROUPS + 1):
+        for j in range(1, n + 1):
+            for i in range(j):
+                cost = best[k - 1][i] + (j - i) * lens[order[i]]
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    k = min(range(1, MAX_ROW_GROUPS + 1), key=lambda g: (best[g][n], g))
+    if best[k][n] > (1 - MIN_SAVING) * n * attention_mask.shape[1] or k == 1:
+        return None
+    groups, j = [], n
+    while k > 0:
+        i = cut[k][j]
+        if j > i:
+            groups.append(([order[r] for r in range(i, j)], int(lens[order[i]])))
+        j, k = i, k - 1
+    return groups[::-1]
+
+
 class CausalLMLoss(nn.Module):
     """``forward(input_ids, attention_mask, position_ids, targets, kind)``.
 
@@ -29,11 +70,32 @@ class CausalLMLoss(nn.Module):
         super().__init__()
         self.model = model
 
-    def _hidden(self, input_ids, attention_mask, position_ids):
+    def _decoder(self, input_ids, attention_mask, position_ids):
         base = base_causal_lm(self.model)
         out = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                  use_cache=False)
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
+
+    def _hidden(self, input_ids, attention_mask, position_ids):
+        """Decoder hidden states (B, T, H). On CPU a right-padded batch whose rows differ much in length
+        runs as a few row groups, each trimmed to its own longest row (see ``length_groups``); the
+        states are put back in row order, zero at the trimmed padding, so nothing downstream changes."""
+        # Single process only: sharded wrappers (FSDP) expect one pass through each layer per forward.
+        split = input_ids.device.type == "cpu" and position_ids is None and not (
+            torch.distributed.is_available() and torch.distributed.is_initialized())
+        groups = length_groups(attention_mask) if split else None
+        if groups is None:
+            return self._decoder(input_ids, attention_mask, position_ids)
+        width_all = input_ids.shape[1]
+        parts, order = [], []
+        for rows, width in groups:
+            idx = torch.tensor(rows, device=input_ids.device)
+            h = self._decoder(input_ids[idx, :width], attention_mask[idx, :width], None)
+            parts.append(nn.functional.pad(h, (0, 0, 0, width_all - width)))
+            order += rows
+        inverse = torch.empty(len(order), dtype=torch.long, device=input_ids.device)
+        inverse[torch.tensor(order, device=input_ids.device)] = torch.arange(len(order), device=input_ids.device)
+        return torch.cat(parts).index_select(0, inverse)
 
     def _plain_head(self) -> nn.Linear | None:
         """The LM head as a plain Linear (fused loss), or None when it is adapted, quantized or its

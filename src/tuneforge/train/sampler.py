@@ -5,12 +5,22 @@ An epoch is a seeded permutation of the rows cut into global steps of
 gradient: the step's loss is normalised over all its tokens) and dealt out as micro-batches; process
 ``r`` takes micro-batches ``r, r + W, ...``. So a global step sees the same rows whatever the number of
 processes, without duplicates or drops, and 2 processes x accumulation k equal 1 process x 2k.
+
+With ``group_by_length`` (padded batches), the permutation is first cut into megabatches of
+``MEGABATCH_STEPS`` steps; each megabatch is sorted by length, cut into steps, and its steps are
+shuffled (seeded). Steps then hold rows of similar length, so padding nearly vanishes, while the
+order of lengths across the epoch stays random. Everything depends only on ``rows_per_step``, not on
+how those rows are split over processes and accumulation.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 from typing import Sequence
+
+# Steps per length-sorted megabatch: large enough to find rows of similar length, small enough that
+# an epoch's long and short rows stay mixed over time.
+MEGABATCH_STEPS = 32
 
 
 @dataclass(frozen=True)
@@ -29,10 +39,30 @@ def steps_per_epoch(n_rows: int, geo: Geometry) -> int:
     return -(-n_rows // geo.rows_per_step)
 
 
-def epoch_steps(n_rows: int, lengths: Sequence[int], geo: Geometry, seed: int, epoch: int) -> list[list[list[int]]]:
+def _length_grouped(order: list[int], lengths: Sequence[int], rows_per_step: int, rng: random.Random) -> list[int]:
+    """``order`` rearranged so that consecutive ``rows_per_step`` slices hold rows of similar length."""
+    mega = rows_per_step * MEGABATCH_STEPS
+    out: list[int] = []
+    for m in range(0, len(order), mega):
+        block = sorted(order[m: m + mega], key=lambda i: (-lengths[i], i))
+        steps = [block[s: s + rows_per_step] for s in range(0, len(block), rows_per_step)]
+        # A short last step (end of the epoch) stays last, so every other step is full.
+        full = steps if len(steps[-1]) == rows_per_step or m + mega < len(order) else steps[:-1]
+        rest = steps[len(full):]
+        rng.shuffle(full)
+        for step in full + rest:
+            out += step
+    return out
+
+
+def epoch_steps(n_rows: int, lengths: Sequence[int], geo: Geometry, seed: int, epoch: int,
+                group_by_length: bool = False) -> list[list[list[int]]]:
     """For one epoch: per step, this process's micro-batches (lists of row indices)."""
     order = list(range(n_rows))
-    random.Random(seed * 100_003 + epoch).shuffle(order)
+    rng = random.Random(seed * 100_003 + epoch)
+    rng.shuffle(order)
+    if group_by_length:
+        order = _length_grouped(order, lengths, geo.rows_per_step, rng)
     steps = []
     for s in range(0, n_rows, geo.rows_per_step):
         rows = sorted(order[s: s + geo.rows_per_step], key=lambda i: (-lengths[i], i))
