@@ -111,6 +111,7 @@ def tuneforge_config(a: argparse.Namespace, mode: str, method: str, data_dir: Pa
                output_dir=str(out_dir), overwrite_output_dir=True, per_device_train_batch_size=a.bs,
                gradient_accumulation_steps=1, seq_length=a.max_length, learning_rate=1e-4, num_train_epochs=1,
                max_steps=a.steps + a.warm, logging_steps=1, eval_steps=0, apply_chat_template=False,
+               save_steps=-1,  # no resumable checkpoints: the anchor runs with save_strategy="no"
                lora_dim=0 if method == "full" else 32, lora_alpha=64, lora_dropout=0.0,
                lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], load_in_4bit=method == "qlora4")
     if mode == "dpo":

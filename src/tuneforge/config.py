@@ -77,7 +77,7 @@ class TrainConfig:
     # --- evaluation, logging, saving ------------------------------------------------------------
     logging_steps: int = _f(10, "Log training metrics every this many optimizer steps.", lo=1)
     eval_steps: int = _f(50, "Evaluate every this many optimizer steps (0 = only at each epoch end).", lo=0)
-    save_steps: int = _f(0, "Save a checkpoint every this many optimizer steps (0 = only at epoch ends).", lo=0)
+    save_steps: int = _f(0, "Save a resumable checkpoint every this many optimizer steps (0 = only at epoch ends; -1 = never: the run cannot be resumed, its final output and best model are still saved).", lo=-1)
     save_total_limit: int = _f(2, "Checkpoints kept besides the best one.", lo=1)
     early_stopping_patience: int = _f(0, "Stop after this many evaluations without improvement of metric_for_best_model (0 = never).", lo=0)
     metric_for_best_model: str = _f("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT) or eval_rewards/accuracies (DPO).")
@@ -94,7 +94,7 @@ class TrainConfig:
     max_consecutive_nonfinite_steps: int = _f(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
     report_to: Literal["none", "tensorboard"] = _f("none", "Extra metric sink besides metrics.jsonl.")
     allow_pickle_weights: bool = _f(False, "Allow loading pickle (.bin) weights. Off: only safetensors are loaded.")
-    # --- multi-device (see docs/distributed.md) ------------------------------------------------
+    # --- multi-device (README: Training on several devices) ------------------------------------------------
     fsdp: Optional[Literal["full_shard"]] = _f(None, "Shard parameters, gradients and optimizer state over the processes with PyTorch FSDP: 'full_shard' (LoRA and full). Default with more than one process: DDP (a full replica per process).")
     deepspeed: Optional[str] = _f(None, "Train through DeepSpeed ZeRO: 'zero2', 'zero3' (shipped configs) or a path to a DeepSpeed JSON config ('auto' values are filled from this config). Needs pip install deepspeed.")
 
@@ -169,6 +169,24 @@ def _type_name(tp: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
 
 
+def _number(value: Any, kind: type, bad: ConfigError) -> Any:
+    """An int or float from a YAML number or a command-line string; booleans are not numbers here."""
+    if isinstance(value, bool):
+        raise bad
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise bad
+        return int(value)
+    if isinstance(value, (int, float)):
+        return kind(value)
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise bad from None
+    raise bad
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check ``value`` against the annotation ``tp``; strings from the command line are parsed first."""
     origin = typing.get_origin(tp)
@@ -199,30 +217,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+    if tp in (int, float):
+        return _number(value, tp, bad)
     if tp is str:
         if isinstance(value, str):
             return value

@@ -72,7 +72,7 @@ def test_skip_reports_counts_by_reason_on_the_command_line(tmp_path, capsys, wri
                  "per_device_train_batch_size=2", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "skipped 3 bad rows" in out
+    assert "dropped 3 rows" in out
     assert "invalid JSON: 1" in out and "missing required field (output): 1" in out and "empty (output): 1" in out
 
 

@@ -114,3 +114,15 @@ def test_train_help_lists_every_key_with_default():
     for key in ("learning_rate", "lora_dim", "seq_length", "dpo_beta", "system_prompt", "early_stopping_patience"):
         assert f"  {key} (" in out.stdout
     assert "lora_dim (integer) [32]" in out.stdout
+
+
+def test_save_steps_minus_one_writes_no_checkpoint(tmp_path, sft_file):
+    out = tmp_path / "o"
+    tuneforge.train({"train_data": str(sft_file), "output_dir": str(out), "num_train_epochs": 1,
+                     "per_device_train_batch_size": 8, "save_steps": -1}, progress=False)
+    assert (out / "adapter_model.safetensors").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith("checkpoint-") and p.name != "checkpoint-best"]
+    keep = tmp_path / "k"
+    tuneforge.train({"train_data": str(sft_file), "output_dir": str(keep), "num_train_epochs": 1,
+                     "per_device_train_batch_size": 8}, progress=False)
+    assert [p for p in keep.iterdir() if p.name.startswith("checkpoint-") and p.name != "checkpoint-best"]

@@ -53,6 +53,12 @@ class RowReport:
     def total(self) -> int:
         return sum(self.dropped.values())
 
+    def summary(self) -> str:
+        """'; dropped N rows: reason: count, ...' or '' (appended to the start banner's data line)."""
+        if not self.total:
+            return ""
+        return f"; dropped {self.total} rows: " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
+
 
 # ---------------------------------------------------------------------------------------------
 # files → (line number, raw row)

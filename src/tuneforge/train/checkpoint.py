@@ -254,6 +254,8 @@ class Checkpointer:
             self.save(loop)
 
     def due(self, loop: Any) -> bool:
+        if self.cfg.save_steps < 0:
+            return False
         step = loop.state.global_step
         every = self.cfg.save_steps > 0 and step % self.cfg.save_steps == 0
         epoch_end = loop.state.step_in_epoch >= loop.steps_per_epoch

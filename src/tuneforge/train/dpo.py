@@ -265,9 +265,7 @@ def _describe(data: DPOData) -> str:
     val = data.validation
     text = (f"{len(data.train.pairs)} training pairs ({data.train.truncated} truncated to seq_length)"
             + (f", {len(val.pairs)} validation pairs ({val.truncated} truncated)" if val else ", no validation set"))
-    if data.report.total:
-        text += f"; dropped {data.report.total} rows: " + ", ".join(f"{k}: {v}" for k, v in data.report.dropped.items())
-    return text
+    return text + data.report.summary()
 
 
 register_strategy("dpo", Strategy(build_data=build_dpo_data, make_recipe=_make_recipe, describe_data=_describe))

@@ -2,7 +2,7 @@
 
 Each process runs the ordinary ``tuneforge train`` code; accelerate reads the launcher's environment
 (RANK, WORLD_SIZE, MASTER_ADDR ...) and joins the process group, so the same config also runs under
-``torchrun`` or ``accelerate launch`` directly (multi-node: see docs/distributed.md).
+``torchrun`` or ``accelerate launch`` directly (multi-node: see the README, Training on several devices).
 """
 from __future__ import annotations
 

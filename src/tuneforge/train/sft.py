@@ -60,9 +60,7 @@ def _describe(data: SFTData) -> str:
     val = data.validation
     text = (f"{len(data.train.rows)} training rows ({data.train.truncated} truncated to seq_length)"
             + (f", {len(val.rows)} validation rows ({val.truncated} truncated)" if val else ", no validation set"))
-    if data.report.total:
-        text += f"; skipped {data.report.total} bad rows: " + ", ".join(f"{k}: {v}" for k, v in data.report.dropped.items())
-    return text
+    return text + data.report.summary()
 
 
 register_strategy("sft", Strategy(build_data=build_sft_data, make_recipe=_make_recipe, describe_data=_describe))
