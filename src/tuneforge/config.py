@@ -83,7 +83,7 @@ class TrainConfig:
     metric_for_best_model: str = _f("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT) or eval_rewards/accuracies (DPO).")
     # --- runtime --------------------------------------------------------------------------------
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = _f("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
+    gradient_checkpointing: Union[bool, Literal["auto"]] = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
     packing: bool = _f(False, "SFT: concatenate rows into micro-batches without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
     group_by_length: bool = _f(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the model repository to run.")

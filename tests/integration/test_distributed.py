@@ -1,8 +1,9 @@
 """Two CPU processes (gloo) train exactly like one process with twice the accumulation.
 
 The 2-process runs go through ``tuneforge train --nproc 2`` (torchrun underneath); the 1-process reference
-runs in this test process. Each 2-process run costs ~30-50 s on a 2-core machine (process start-up and
-imports dominate), hence ``slow``.
+runs in this test process. The SFT equality runs in the default suite (the issue's acceptance test); the
+DPO, resume and FSDP variants cost ~30-50 s each on a 2-core machine (process start-up dominates) and are
+marked ``slow``.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import torch
 
 import tuneforge
 from tuneforge.cli import main as cli_main
-
-pytestmark = pytest.mark.slow
 
 # 18 rows, 2 rows per micro-batch, 8 rows per step: steps of 8, 8 and 2 rows. In 2 processes the last
 # step's single micro-batch goes to rank 0 and rank 1 runs a zero-weighted filler pass (the DDP join).
@@ -92,6 +91,7 @@ def _pairs(n: int, offset: int = 0) -> list[dict]:
              "rejected": f"No idea about {i}." + " Maybe" * (i % 4)} for i in range(offset, offset + n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method_keys", [{"lora_dim": 0}, {"lora_dim": 8}], ids=["full-precomputed-ref", "lora-adapter-off-ref"])
 def test_dpo_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch, method_keys):
     """Full DPO precomputes the reference log-probs (each process computes a share, then all are summed to every
@@ -111,6 +111,7 @@ def test_dpo_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch,
     assert [r["eval_pairs"] for r in rec2 if "eval_pairs" in r][0] == N_VAL
 
 
+@pytest.mark.slow
 def test_resume_in_two_processes(tmp_path, data, monkeypatch):
     """A 2-process run stopped after step 2 and resumed (same world size) ends like an uninterrupted run."""
     train, val = data
@@ -133,6 +134,7 @@ def test_resume_in_two_processes(tmp_path, data, monkeypatch):
     _assert_same_adapter(one, two)
 
 
+@pytest.mark.slow
 def test_fsdp_two_processes(tmp_path, data, monkeypatch):
     if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
         pytest.skip("FSDP runs through accelerate, which enables it only on GPUs (or other accelerators): on CPU "

@@ -126,3 +126,26 @@ def test_save_steps_minus_one_writes_no_checkpoint(tmp_path, sft_file):
     tuneforge.train({"train_data": str(sft_file), "output_dir": str(keep), "num_train_epochs": 1,
                      "per_device_train_batch_size": 8}, progress=False)
     assert [p for p in keep.iterdir() if p.name.startswith("checkpoint-") and p.name != "checkpoint-best"]
+
+
+def test_gradient_checkpointing_auto_turns_on_when_memory_is_short_and_leaves_losses_unchanged(
+        tmp_path, sft_file, monkeypatch, capsys):
+    from tuneforge.models import memory as mem
+
+    keys = {"train_data": str(sft_file), "max_steps": 3, "per_device_train_batch_size": 4, "lora_dropout": 0.0,
+            "logging_steps": 1, "learning_rate": 5e-3}
+    plain = tuneforge.train({**keys, "output_dir": str(tmp_path / "plain")}, progress=False)
+    assert not plain.model.get_base_model().is_gradient_checkpointing
+
+    roomy = tuneforge.train({**keys, "output_dir": str(tmp_path / "roomy"), "gradient_checkpointing": "auto"},
+                            progress=False)
+    assert "gradient_checkpointing: auto -> off" in capsys.readouterr().out
+    assert not roomy.model.get_base_model().is_gradient_checkpointing
+
+    monkeypatch.setattr(mem, "device_memory", lambda device: mem.DeviceMemory("tiny test device", 1e6, 1e6))
+    tight = tuneforge.train({**keys, "output_dir": str(tmp_path / "tight"), "gradient_checkpointing": "auto"},
+                            progress=False)
+    assert "gradient_checkpointing: auto -> on" in capsys.readouterr().out
+    assert tight.model.get_base_model().is_gradient_checkpointing
+    losses = lambda out: [r["loss"] for r in _metrics(out) if "loss" in r]  # noqa: E731
+    assert losses(tmp_path / "tight") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5)

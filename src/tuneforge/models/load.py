@@ -129,7 +129,7 @@ def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.load_in_4bit or cfg.load_in_8bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing is True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.adapter_name_or_path:
         return PeftModel.from_pretrained(model, cfg.adapter_name_or_path, is_trainable=True)
@@ -154,7 +154,7 @@ def prepare_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: 
     model, base_name = load_base_model(cfg, tokenizer, device, precision,
                                        base_dir=output_dir / "base_model" if needs_dir else None)
     model.config.use_cache = False
-    if cfg.gradient_checkpointing and not (cfg.load_in_4bit or cfg.load_in_8bit):
+    if cfg.gradient_checkpointing is True and not (cfg.load_in_4bit or cfg.load_in_8bit):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora_dim > 0:
         model = attach_lora(model, cfg)

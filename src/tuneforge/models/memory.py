@@ -122,7 +122,7 @@ def _activation_bytes(cfg: TrainConfig, shape: ModelShape, mixed: str, row_token
         factor = LORA_SAVED_WITH_DROPOUT if cfg.lora_dropout > 0 else LORA_SAVED_NO_DROPOUT
         chosen = shape._targets(cfg.lora_target_modules)
         per_layer += sum((i + o) * factor + cfg.lora_dim for n, (i, o) in shape.projections().items() if n in chosen)
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is True:
         # Only each layer's input is kept; one layer's activations exist again while it is recomputed.
         layers = shape.layers * shape.hidden + per_layer
     else:
@@ -204,7 +204,7 @@ def _variants(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
         acc = cfg.gradient_accumulation_steps * cfg.per_device_train_batch_size // b
         out.append((f"per_device_train_batch_size: {b}, gradient_accumulation_steps: {acc} (same effective batch)",
                     dataclasses.replace(cfg, per_device_train_batch_size=b, gradient_accumulation_steps=acc)))
-    if not cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is not True:
         out.append(("gradient_checkpointing: true", dataclasses.replace(cfg, gradient_checkpointing=True)))
     return out
 
@@ -245,3 +245,10 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
         lines += [f"    - {s}" for s in suggestions(cfg, shape, device.type, mixed, total_params, longest_row)]
     return lines, {**{f"memory_estimate_{k}_gib": v for k, v in parts.items()},
                    "device_memory_total_gib": round(dev.total / GIB, 3), "device_memory_usable_gib": round(dev.usable / GIB, 3)}
+
+
+def checkpointing_needed(cfg: TrainConfig, record: dict[str, float]) -> bool:
+    """``gradient_checkpointing: auto``: on when the estimate without it exceeds the usable memory."""
+    if cfg.gradient_checkpointing != "auto" or not record:
+        return False
+    return record["memory_estimate_total_gib"] > record["device_memory_usable_gib"]

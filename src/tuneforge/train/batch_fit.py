@@ -41,7 +41,7 @@ def oom_message(cfg: TrainConfig, micro_batch: int, accumulation: int, where: st
         f"(now {accumulation}) to keep the effective batch — or set per_device_train_batch_size: auto",
         f"lower seq_length (now {cfg.seq_length}; 'tuneforge stats' shows your rows' token lengths)",
     ]
-    if not cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is not True:
         advice.append("set gradient_checkpointing: true (~30% slower, much less activation memory)")
     if cfg.lora_dim == 0:
         advice.append("train LoRA instead of all parameters (lora_dim: 32)")

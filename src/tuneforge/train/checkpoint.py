@@ -43,7 +43,7 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 # Keys that must not change between a run and its resumption (data position, shapes, what is trained).
 FINGERPRINT_KEYS = (
     "training_strategy", "model", "adapter_name_or_path", "lora_dim", "lora_target_modules", "seq_length",
-    "load_in_4bit", "load_in_8bit", "packing", "apply_chat_template", "system_prompt", "seed", "validation_split",
+    "load_in_4bit", "load_in_8bit", "packing", "group_by_length", "apply_chat_template", "system_prompt", "seed", "validation_split",
 )
 
 

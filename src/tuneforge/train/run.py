@@ -13,7 +13,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import ConfigError, TrainingAborted
 from ..models.forward import CausalLMLoss
-from ..models.memory import estimate_lines
+from ..models.memory import checkpointing_needed, estimate_lines
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision
 from ..monitor import MetricsLog, memory
 from ..outputs import CONFIG_FILE, save_config, save_model
@@ -199,6 +199,12 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
                                                  total_params=total, trainable_params=trainable,
                                                  longest_row=max(recipe.train_lengths, default=None))
     say("\n".join(memory_lines))
+    if checkpointing_needed(cfg, memory_record):
+        # Decided from the estimate above (made without checkpointing); results are unchanged, only memory.
+        accelerator.unwrap_model(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        say("  gradient_checkpointing: auto -> on (the estimate exceeds the usable memory)")
+    elif cfg.gradient_checkpointing == "auto":
+        say("  gradient_checkpointing: auto -> off (the estimate fits)")
     resumed = {} if resume_path is None else {"checkpoint": str(resume_path), "discarded_records": discarded}
     if resume_path is not None:
         say(f"  resumed from {resume_path} at step {loop.state.global_step} (epoch {loop.state.epoch}, "
