@@ -84,7 +84,7 @@ class TrainConfig:
     # --- runtime --------------------------------------------------------------------------------
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = _f("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
     gradient_checkpointing: Union[bool, Literal["auto"]] = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
-    packing: bool = _f(False, "SFT: concatenate rows into micro-batches without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
+    packing: bool = _f(False, "Concatenate the rows of a micro-batch (SFT rows; DPO chosen and rejected rows) into one sequence without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
     group_by_length: bool = _f(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the model repository to run.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = _f("sdpa", "Attention kernel passed to transformers.")
@@ -142,8 +142,6 @@ class TrainConfig:
             raise ConfigError(
                 f"metric_for_best_model={self.metric_for_best_model!r}: for training_strategy={self.training_strategy!r} "
                 f"use one of {sorted(allowed_best)}.")
-        if self.packing and self.training_strategy != "sft":
-            raise ConfigError("packing=true is supported for training_strategy=sft only.")
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules is empty: name at least one module, or 'all-linear'.")
         if self.fsdp or self.deepspeed:

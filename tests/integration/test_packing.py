@@ -149,3 +149,40 @@ def test_row_groups_change_nothing(monkeypatch, kind):
     torch.testing.assert_close(v1, v0, rtol=1e-5, atol=1e-5)
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_dpo_packed_pairs_give_the_same_sequence_logps_and_training_losses(tmp_path, write_jsonl):
+    """DPO packing: chosen and rejected rows of a micro-batch in one sequence; per-row sums are split at
+    the position-id restarts and equal the padded batch's, and so do whole training runs."""
+    from tuneforge.data.dpo import EncodedPair
+    from tuneforge.train.dpo import collate_pairs, sequence_logps
+
+    rng = random.Random(1)
+    pairs = []
+    for n_prompt, n_chosen, n_rejected in ((5, 4, 9), (2, 7, 3), (8, 1, 6)):
+        ids = lambda n: [rng.randrange(1, VOCAB) for _ in range(n)]  # noqa: E731
+        pairs.append(EncodedPair(ids(n_prompt), ids(n_chosen), ids(n_rejected)))
+    module = CausalLMLoss(_model()).eval()
+    with torch.no_grad():
+        padded = sequence_logps(module, collate_pairs(pairs, [0, 1, 2], pad_id=0))
+        packed_batch = collate_pairs(pairs, [0, 1, 2], pad_id=0, packing=True)
+        packed = sequence_logps(module, packed_batch)
+    assert packed_batch.sequences.input_ids.shape[0] == 1 and packed_batch.sequences.attention_mask is None
+    for a, b in zip(packed, padded):
+        assert (a != 0).all()
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    rows = [{"prompt": f"question {i}?", "chosen": "a good and polite answer " * (1 + i % 3),
+             "rejected": f"bad {i}"} for i in range(8)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    losses = {}
+    for packing in (False, True):
+        out = tmp_path / f"packing-{packing}"
+        tuneforge.train({"training_strategy": "dpo", "train_data": str(data), "output_dir": str(out),
+                         "max_steps": 3, "per_device_train_batch_size": 4, "lora_dim": 8, "lora_dropout": 0.0,
+                         "learning_rate": 1e-2, "logging_steps": 1, "packing": packing,
+                         "group_by_length": False}, progress=False)  # same rows per step either way
+        losses[packing] = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+                           if '"loss"' in line]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], abs=1e-5)

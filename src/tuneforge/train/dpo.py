@@ -24,7 +24,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import nn
 
-from ..data.collate import Batch, pad_batch
+from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.dpo import DPOData, EncodedPair, build_dpo_data
 from ..losses import PREFERENCE_LOSSES
 from .run import Strategy, register_strategy
@@ -54,16 +54,24 @@ class PairBatch:
 
 
 def collate_pairs(pairs: Sequence[EncodedPair], rows: Sequence[int], pad_id: int,
-                  reference: torch.Tensor | None = None) -> PairBatch:
+                  reference: torch.Tensor | None = None, packing: bool = False) -> PairBatch:
     seqs = [p.sequences() for p in pairs]
     ordered = [c for c, _ in seqs] + [r for _, r in seqs]
     lengths = [len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs]
-    return PairBatch(pad_batch(ordered, pad_id), list(rows), torch.tensor(lengths, dtype=torch.float32), reference)
+    sequences = pack_batch(ordered) if packing else pad_batch(ordered, pad_id)
+    return PairBatch(sequences, list(rows), torch.tensor(lengths, dtype=torch.float32), reference)
 
 
 def sequence_logps(module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs (chosen (B,), rejected (B,)) from one forward over all 2B rows."""
-    logps = module(**batch.sequences.model_inputs(), kind="logps").sum(-1)
+    token_logps = module(**batch.sequences.model_inputs(), kind="logps")
+    seqs = batch.sequences
+    if seqs.position_ids is not None and seqs.n_rows != token_logps.shape[0]:
+        # Packed: one sequence holding the 2B rows; each row starts where its position ids restart.
+        row_of_token = torch.cumsum(seqs.position_ids[0] == 0, 0) - 1
+        logps = token_logps.new_zeros(seqs.n_rows).index_add(0, row_of_token, token_logps[0])
+    else:
+        logps = token_logps.sum(-1)
     return logps[: batch.n_pairs], logps[batch.n_pairs:]
 
 
@@ -199,8 +207,8 @@ def make_reference(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerat
 
 class DPORecipe:
     def __init__(self, data: DPOData, pad_id: int, batch_size: int, loss_type: str, beta: float,
-                 reference: ReferenceSource, gamma: float = 0.5):
-        self.data, self.pad_id, self.batch_size = data, pad_id, batch_size
+                 reference: ReferenceSource, gamma: float = 0.5, packing: bool = False):
+        self.data, self.pad_id, self.batch_size, self.packing = data, pad_id, batch_size, packing
         self.loss_fn = PREFERENCE_LOSSES[loss_type]
         self.beta, self.gamma, self.reference = beta, gamma, reference
         self.train_lengths = [p.longest for p in data.train.pairs]
@@ -208,7 +216,8 @@ class DPORecipe:
 
     def collate(self, rows: Sequence[int], split: str = "train") -> PairBatch:
         source = self.data.train if split == "train" else self.data.validation
-        return collate_pairs([source.pairs[i] for i in rows], rows, self.pad_id, self.reference.stored(split, rows))
+        return collate_pairs([source.pairs[i] for i in rows], rows, self.pad_id, self.reference.stored(split, rows),
+                             self.packing)
 
     def eval_batches(self) -> list[PairBatch]:
         if self._eval is None:
@@ -258,7 +267,7 @@ class DPORecipe:
 def _make_recipe(cfg, data: DPOData, tokenizer, model, module, accelerator) -> DPORecipe:
     reference = make_reference(cfg, data, tokenizer.pad_token_id, module, accelerator)
     return DPORecipe(data, tokenizer.pad_token_id, cfg.per_device_train_batch_size, cfg.dpo_loss_type,
-                     cfg.dpo_beta, reference, cfg.simpo_gamma)
+                     cfg.dpo_beta, reference, cfg.simpo_gamma, cfg.packing)
 
 
 def _describe(data: DPOData) -> str:
