@@ -7,7 +7,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -92,3 +92,36 @@ class Throughput:
 
     def overall(self) -> float:
         return self.total_tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+def progress_printer(total_steps: int) -> Callable[[dict], None]:
+    """A live bar on a terminal; one plain line per logged record otherwise (CI logs, files)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    live = sys.stderr.isatty()
+    bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True, disable=not live)
+
+    def show(record: dict) -> None:
+        fields = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "time"}
+        if "loss" in record:
+            post = {"loss": f"{record['loss']:.4f}", "lr": f"{record.get('learning_rate', 0):.2e}",
+                    "tok/s": f"{record.get('tokens_per_second', 0):.0f}"}
+            mem = record.get("gpu_peak_allocated_gib") or record.get("host_rss_gib")
+            if mem is not None:
+                post["mem"] = f"{mem:.2f}G"
+            if live:
+                bar.n = record.get("step", bar.n)
+                bar.set_postfix(post)
+                bar.refresh()
+            else:
+                print(f"step {record['step']}/{total_steps}: " + ", ".join(f"{k}={v}" for k, v in post.items()), flush=True)
+        evals = ", ".join(f"{k}={v:.4f}" for k, v in fields.items() if k.startswith("eval_"))
+        if evals:
+            bar.write(f"step {record['step']}: {evals}")
+        if record.get("event"):
+            bar.write(f"step {record['step']}: {record['event']}")
+
+    show.close = bar.close  # type: ignore[attr-defined]
+    return show

@@ -1,9 +1,8 @@
 """Two CPU processes (gloo) train exactly like one process with twice the accumulation.
 
 The 2-process runs go through ``tuneforge train --nproc 2`` (torchrun underneath); the 1-process reference
-runs in this test process. The SFT equality runs in the default suite (the issue's acceptance test); the
-DPO, resume and FSDP variants cost ~30-50 s each on a 2-core machine (process start-up dominates) and are
-marked ``slow``.
+runs in this test process. Each 2-process run costs ~10-30 s on a quiet 2-core machine (process start-up
+dominates); they run in the default suite as the acceptance tests of multi-process training.
 """
 from __future__ import annotations
 
@@ -91,7 +90,6 @@ def _pairs(n: int, offset: int = 0) -> list[dict]:
              "rejected": f"No idea about {i}." + " Maybe" * (i % 4)} for i in range(offset, offset + n)]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method_keys", [{"lora_dim": 0}, {"lora_dim": 8}], ids=["full-precomputed-ref", "lora-adapter-off-ref"])
 def test_dpo_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch, method_keys):
     """Full DPO precomputes the reference log-probs (each process computes a share, then all are summed to every
@@ -111,7 +109,6 @@ def test_dpo_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch,
     assert [r["eval_pairs"] for r in rec2 if "eval_pairs" in r][0] == N_VAL
 
 
-@pytest.mark.slow
 def test_resume_in_two_processes(tmp_path, data, monkeypatch):
     """A 2-process run stopped after step 2 and resumed (same world size) ends like an uninterrupted run."""
     train, val = data

@@ -105,7 +105,6 @@ def test_auto_on_a_finished_run_is_refused(tmp_path, keys, capsys):
     assert code == 2 and "finished run" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path, keys):
     """The real thing: `kill -9` a training process after its first checkpoint, rerun the same command."""
     keys = {**keys, "max_steps": 16, "save_steps": 4}

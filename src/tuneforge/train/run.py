@@ -15,7 +15,7 @@ from ..errors import ConfigError, TrainingAborted
 from ..models.forward import CausalLMLoss
 from ..models.memory import checkpointing_needed, estimate_lines
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision
-from ..monitor import MetricsLog, memory
+from ..monitor import MetricsLog, memory, progress_printer
 from ..outputs import CONFIG_FILE, save_config, save_model
 from . import checkpoint as ckpt
 from .batch_fit import is_oom, oom_message, resolve_batch
@@ -115,37 +115,30 @@ def _say(accelerator, text: str) -> None:
         print(text, flush=True)
 
 
-def _progress_printer(total_steps: int) -> Callable[[dict], None]:
-    """A live bar on a terminal; one plain line per logged record otherwise (CI logs, files)."""
-    import sys
+def _start_banner(cfg: TrainConfig, precision, accelerator, loop: TrainingLoop, trainable: int, total: int,
+                  data_text: str) -> str:
+    """What the run is about to do: method, parameters, dtype, device, effective batch, data."""
+    world = accelerator.num_processes
+    effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    return (
+        f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
+        f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
+        f"  dtype: {precision.load_dtype} weights, mixed precision: {precision.mixed_precision} | device: "
+        f"{accelerator.device} x {world}\n"
+        f"  effective batch: {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} "
+        f"accumulation x {world} processes = {effective} | steps: {loop.total_steps} ({loop.steps_per_epoch}/epoch)\n"
+        f"  data: {data_text}")
 
-    from tqdm.auto import tqdm
 
-    live = sys.stderr.isatty()
-    bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True, disable=not live)
-
-    def show(record: dict) -> None:
-        fields = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "time"}
-        if "loss" in record:
-            post = {"loss": f"{record['loss']:.4f}", "lr": f"{record.get('learning_rate', 0):.2e}",
-                    "tok/s": f"{record.get('tokens_per_second', 0):.0f}"}
-            mem = record.get("gpu_peak_allocated_gib") or record.get("host_rss_gib")
-            if mem is not None:
-                post["mem"] = f"{mem:.2f}G"
-            if live:
-                bar.n = record.get("step", bar.n)
-                bar.set_postfix(post)
-                bar.refresh()
-            else:
-                print(f"step {record['step']}/{total_steps}: " + ", ".join(f"{k}={v}" for k, v in post.items()), flush=True)
-        evals = ", ".join(f"{k}={v:.4f}" for k, v in fields.items() if k.startswith("eval_"))
-        if evals:
-            bar.write(f"step {record['step']}: {evals}")
-        if record.get("event"):
-            bar.write(f"step {record['step']}: {record['event']}")
-
-    show.close = bar.close  # type: ignore[attr-defined]
-    return show
+def _end_banner(cfg: TrainConfig, result, summary: RunSummary, out: Path, curves_name: str) -> str:
+    """Wall time, throughput, peak memory, the best evaluation and where the output is."""
+    state, peak = result.state, summary.peak_memory
+    best = (f"best {cfg.metric_for_best_model} {state.best_metric:.4f} at step {state.best_step} "
+            f"(saved as the run's output)" if state.best_step is not None else "no validation set")
+    gpu = f", peak GPU {peak['gpu_peak_allocated_gib']:.2f} GiB" if "gpu_peak_allocated_gib" in peak else ""
+    return (f"done: {state.global_step} steps in {result.wall_time:.1f}s, {result.tokens_per_second:,.0f} tokens/s, "
+            f"peak host memory {peak.get('host_peak_rss_gib', 0):.2f} GiB{gpu}\n"
+            f"  {best}\n  output: {out} (curves: {curves_name})")
 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
@@ -186,15 +179,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     loop.shrink_on_oom = requested_batch == "auto"
     if resume_path is not None:
         checkpointer.restore(loop, resume_path)
-    _say(accelerator, (
-        f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
-        f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
-        f"  dtype: {precision.load_dtype} weights, mixed precision: {precision.mixed_precision} | device: {device}"
-        f" x {accelerator.num_processes}\n"
-        f"  effective batch: {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} accumulation"
-        f" x {accelerator.num_processes} processes = {effective} | steps: {loop.total_steps}"
-        f" ({loop.steps_per_epoch}/epoch)\n"
-        f"  data: {strategy.describe_data(data)}"))
+    _say(accelerator, _start_banner(cfg, precision, accelerator, loop, trainable, total, strategy.describe_data(data)))
     memory_lines, memory_record = estimate_lines(cfg, accelerator.unwrap_model(model), device, precision.mixed_precision,
                                                  total_params=total, trainable_params=trainable,
                                                  longest_row=max(recipe.train_lengths, default=None))
@@ -214,7 +199,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
                "trainable_params": trainable, "total_params": total, "effective_batch_size": effective,
                "total_steps": loop.total_steps, "device": str(device), **memory_record, **memory(device)})
     if accelerator.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
-        loop.progress = chain(reporter, _progress_printer(loop.total_steps) if progress else None)
+        loop.progress = chain(reporter, progress_printer(loop.total_steps) if progress else None)
     try:
         result = loop.run()
     except (RuntimeError, torch.OutOfMemoryError) as exc:
@@ -244,16 +229,6 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
                    "tokens_per_second": result.tokens_per_second, "best_step": result.state.best_step,
                    cfg.metric_for_best_model + "_best": result.state.best_metric, **memory(device)})
         reporter.finish()
-        best = (f"best {cfg.metric_for_best_model} {result.state.best_metric:.4f} at step {result.state.best_step} "
-                f"(saved as the run's output)" if result.state.best_step is not None else "no validation set")
-        _say(accelerator, (
-            f"done: {result.state.global_step} steps in {result.wall_time:.1f}s, {result.tokens_per_second:,.0f} tokens/s, "
-            f"peak host memory {summary.peak_memory.get('host_peak_rss_gib', 0):.2f} GiB"
-            + (f", peak GPU {summary.peak_memory['gpu_peak_allocated_gib']:.2f} GiB" if 'gpu_peak_allocated_gib' in summary.peak_memory else "")
-            + f"\n  {best}\n  output: {out} (curves: {reporter.curves_path.name})"))
+        _say(accelerator, _end_banner(cfg, result, summary, out, reporter.curves_path.name))
     log.close()
     return summary
-
-
-def summary_json(summary: RunSummary) -> str:
-    return json.dumps({k: v for k, v in summary.__dict__.items() if k != "model"}, ensure_ascii=False, default=str)
