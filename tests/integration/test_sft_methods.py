@@ -26,6 +26,12 @@ def _reload(out, method):
             if method == "qlora-4bit" else BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": "cpu"}
     base = AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"], dtype=torch.float32, **kwargs)
+    if method == "qlora-4bit":
+        # bitsandbytes' CPU eval kernel computes in bf16 after repacking; training (and tuneforge's eval)
+        # keeps the fp32 layout, so compare like with like.
+        from tuneforge.models.load import keep_cpu_4bit_layout
+
+        keep_cpu_4bit_layout(base)
     return PeftModel.from_pretrained(base, out)
 
 
@@ -59,3 +65,20 @@ def test_train_save_reload_same_logits(tmp_path, sft_file, keys, method):
         with torch.no_grad(), reloaded.disable_adapter():
             base = reloaded(input_ids=ids).logits
         assert (base - got).abs().max() > 1e-4
+
+
+def test_qlora_4bit_on_a_model_with_attention_biases(tmp_path, sft_file, toy_tokenizer):
+    """Qwen2 has q/k/v biases; bitsandbytes' CPU inference repacking broke biased 4-bit layers in eval."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    model_dir = tmp_path / "qwen2-tiny"
+    cfg = Qwen2Config(vocab_size=len(toy_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(cfg).save_pretrained(model_dir)
+    toy_tokenizer.save_pretrained(model_dir)
+    summary = tuneforge.train({"model": str(model_dir), "train_data": str(sft_file), "output_dir": str(tmp_path / "o"),
+                               "lora_dim": 8, "load_in_4bit": True, "max_steps": 2, "validation_split": 0.25,
+                               "per_device_train_batch_size": 4}, progress=False)
+    assert summary.method == "qlora-4bit" and len(summary.eval_history) == 2
+    assert all(e["eval_loss"] > 0 for e in summary.eval_history)

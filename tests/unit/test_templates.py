@@ -65,3 +65,28 @@ def test_generation_prompt_matches_training_prefix(toy_tokenizer):
     msgs = conv(("user", "q"), ("assistant", "a"))
     enc = encode_messages(toy_tokenizer, msgs, chat_template=True)
     assert encode_prompt(toy_tokenizer, msgs[:1], chat_template=True) == enc.input_ids[: enc.prompt_length]
+
+
+def test_template_that_refuses_a_system_message_is_reported_with_file_and_line(tmp_path, write_jsonl):
+    """Mistral-style templates raise on a system role; the row is named, no traceback."""
+    import pytest
+
+    from tuneforge.config import from_dict
+    from tuneforge.data.sft import build_sft_data
+    from tuneforge.errors import DataError
+    from tuneforge.models.builtin import toy_tokenizer
+
+    tok = toy_tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% elif m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+        "{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "q", "output": "a"},
+                                              {"instruction": "q", "output": "a", "system": "S"}])
+    with pytest.raises(DataError, match=r"d.jsonl, line 2, field 'messages'.*System role not supported"):
+        build_sft_data(from_dict({"train_data": str(data)}), tok)
+    skipped = build_sft_data(from_dict({"train_data": str(data), "on_bad_rows": "skip"}), tok)
+    assert len(skipped.train.rows) == 1 and skipped.report.total == 1
+    # the template's own format is trained as usual: answer + EOS
+    enc = skipped.train.rows[0]
+    assert tok.decode([t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE_INDEX]) == "a<|im_end|>"

@@ -17,7 +17,8 @@ IGNORE_INDEX = -100
 
 
 class TemplateMismatch(ValueError):
-    """The chat template renders a conversation prefix differently from the conversation itself."""
+    """The chat template cannot render this conversation consistently: it refuses it, or it renders a
+    conversation prefix differently from the conversation itself."""
 
 
 @dataclass
@@ -40,9 +41,17 @@ def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -
 
 
 def _render(tokenizer, msgs: Sequence[Message], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        [{"role": m.role, "content": m.content} for m in msgs],
-        tokenize=False, add_generation_prompt=add_generation_prompt)
+    if not getattr(tokenizer, "chat_template", None):
+        raise TemplateMismatch("the tokenizer has no chat template: set apply_chat_template: false "
+                               "(plain concatenation) or use a model that ships one")
+    try:
+        return tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in msgs],
+            tokenize=False, add_generation_prompt=add_generation_prompt)
+    except Exception as exc:  # jinja2 errors, raise_exception() calls of the template itself
+        # Templates refuse conversations they do not support (e.g. a system message, or roles that do
+        # not alternate); that is a property of this row under this model, reported like bad data.
+        raise TemplateMismatch(f"the model's chat template refused this conversation ({exc})") from None
 
 
 def trained_char_spans(tokenizer, msgs: Sequence[Message], last_turn_only: bool) -> tuple[str, list[tuple[int, int]]]:

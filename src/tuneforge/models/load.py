@@ -113,7 +113,19 @@ def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision
         raise ConfigError(f"model={cfg.model!r}: cannot load it ({msg}).") from None
     if quant is None:
         model.to(device)
+    elif device.type == "cpu":
+        keep_cpu_4bit_layout(model)
     return model, name
+
+
+def keep_cpu_4bit_layout(model: nn.Module) -> None:
+    """bitsandbytes (0.50) repacks 4-bit weights into an inference layout on CPU the first time a layer
+    runs in eval mode without gradients; the repacked path then fails on layers with a bias (Qwen2's
+    q/k/v: "a view of a leaf Variable ... in-place"), and evaluation would run another kernel than
+    training. Keep the training layout throughout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def linear_module_names(model: nn.Module) -> list[str]:
