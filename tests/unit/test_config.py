@@ -78,3 +78,14 @@ def test_every_key_has_help_and_default():
                                     "gradient_accumulation_steps", "apply_chat_template", "system_prompt"}
     assert all(r[3] for r in rows)
     assert len(rows) == len(TrainConfig.__dataclass_fields__)
+
+
+def test_config_file_that_is_not_utf8_or_not_a_mapping(tmp_path):
+    latin = tmp_path / "c.yaml"
+    latin.write_bytes("system_prompt: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(latin)
+    listing = tmp_path / "l.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listing)

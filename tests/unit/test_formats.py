@@ -97,3 +97,14 @@ def test_strategy_and_format_mismatch(tmp_path):
 def test_detect_format():
     assert detect_format({"instruction": 1, "output": 2}) == "instruction"
     assert detect_format({"foo": 1}) is None
+
+
+def test_utf8_byte_order_mark_and_non_utf8_file(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes("\ufeff".encode() + json.dumps({"instruction": "问", "output": "答"}, ensure_ascii=False).encode() + b"\n")
+    (conv,) = load_examples(p, "sft")
+    assert conv.messages[-1].content == "答"
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"instruction": "caf\xe9", "output": "a"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.jsonl"):
+        load_examples(bad, "sft")

@@ -7,6 +7,7 @@ against that format; a defect is reported with the file, the line (JSONL) or row
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,16 @@ class InvalidLine:
     error: DataError
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; anything else is a clear error."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(str(path), line, None, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+
+
 def read_rows(path: str | Path, keep_invalid: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines for JSONL, row indices otherwise.
 
@@ -83,9 +94,8 @@ def read_rows(path: str | Path, keep_invalid: bool = False) -> Iterator[tuple[in
         raise DataError(name, None, None, "no such file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
-                yield i, dict(row)
+        for i, row in enumerate(csv.DictReader(io.StringIO(_read_text(path), newline="")), start=2):  # line 1: header
+            yield i, dict(row)
         return
     if suffix == ".parquet":
         try:
@@ -95,7 +105,7 @@ def read_rows(path: str | Path, keep_invalid: bool = False) -> Iterator[tuple[in
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
         return
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
