@@ -17,6 +17,8 @@ from ..outputs import CONFIG_FILE
 
 def merge(run_dir: str, output: str, *, dtype: str = "auto", overwrite: bool = False, say=print) -> Path:
     """Write the merged model to ``output`` and return it."""
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir!r}: no such run directory.")
     source = inference.resolve_source(run_dir)
     if source.adapter is None:
         raise ConfigError(f"{run_dir!r} holds no LoRA adapter ({inference.ADAPTER_CONFIG}): a full-parameter run is "
