@@ -44,6 +44,14 @@ def pad_eos_tokenizer(tmp_path_factory):
 
 
 @pytest.fixture
+def data(tmp_path):
+    """Path of a one-row SFT file, for config checks that only need train_data to exist."""
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"instruction": "q", "output": "a"}\n')
+    return str(p)
+
+
+@pytest.fixture
 def sft_rows():
     return [
         {"instruction": f"Question {i}: what is {i} plus {i}?", "input": "", "output": f"It is {2 * i}."}

@@ -4,13 +4,6 @@ from tuneforge.config import TrainConfig, from_dict, load_config, help_lines
 from tuneforge.errors import ConfigError
 
 
-@pytest.fixture
-def data(tmp_path):
-    p = tmp_path / "d.jsonl"
-    p.write_text('{"instruction": "q", "output": "a"}\n')
-    return str(p)
-
-
 def test_defaults_follow_the_guide(data):
     cfg = from_dict({"train_data": data})
     assert cfg.lora_dim == 32 and cfg.dpo_beta == 0.1 and cfg.training_strategy == "sft"

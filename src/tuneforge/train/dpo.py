@@ -27,7 +27,7 @@ from torch import nn
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.dpo import DPOData, EncodedPair, build_dpo_data
 from ..losses import PREFERENCE_LOSSES
-from .run import Strategy, register_strategy
+from .run import Strategy, describe_splits, register_strategy
 
 # Losses whose formula has no reference model (they ignore the ref_* arguments).
 REFERENCE_FREE = frozenset({"simpo", "orpo"})
@@ -272,9 +272,8 @@ def _make_recipe(cfg, data: DPOData, tokenizer, model, module, accelerator) -> D
 
 def _describe(data: DPOData) -> str:
     val = data.validation
-    text = (f"{len(data.train.pairs)} training pairs ({data.train.truncated} truncated to seq_length)"
-            + (f", {len(val.pairs)} validation pairs ({val.truncated} truncated)" if val else ", no validation set"))
-    return text + data.report.summary()
+    return describe_splits("pairs", len(data.train.pairs), data.train.truncated,
+                           (len(val.pairs), val.truncated) if val else None, data.report.summary())
 
 
 register_strategy("dpo", Strategy(build_data=build_dpo_data, make_recipe=_make_recipe, describe_data=_describe))

@@ -38,6 +38,14 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {}
 
 
+def describe_splits(unit: str, n_train: int, train_truncated: int, validation: tuple[int, int] | None,
+                    dropped: str) -> str:
+    """The banner's data line: rows (or pairs) per split, how many were truncated, what was dropped."""
+    text = f"{n_train} training {unit} ({train_truncated} truncated to seq_length)"
+    text += f", {validation[0]} validation {unit} ({validation[1]} truncated)" if validation else ", no validation set"
+    return text + dropped
+
+
 def register_strategy(name: str, strategy: Strategy) -> None:
     STRATEGIES[name] = strategy
 

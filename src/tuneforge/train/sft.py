@@ -8,7 +8,7 @@ from torch import nn
 
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.sft import SFTData, build_sft_data
-from .run import Strategy, register_strategy
+from .run import Strategy, describe_splits, register_strategy
 
 
 class SFTRecipe:
@@ -58,9 +58,8 @@ def _make_recipe(cfg, data: SFTData, tokenizer, model, module, accelerator) -> S
 
 def _describe(data: SFTData) -> str:
     val = data.validation
-    text = (f"{len(data.train.rows)} training rows ({data.train.truncated} truncated to seq_length)"
-            + (f", {len(val.rows)} validation rows ({val.truncated} truncated)" if val else ", no validation set"))
-    return text + data.report.summary()
+    return describe_splits("rows", len(data.train.rows), data.train.truncated,
+                           (len(val.rows), val.truncated) if val else None, data.report.summary())
 
 
 register_strategy("sft", Strategy(build_data=build_sft_data, make_recipe=_make_recipe, describe_data=_describe))

@@ -15,13 +15,6 @@ from tuneforge.train.launch import launch_command
 HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 
-@pytest.fixture
-def data(tmp_path):
-    p = tmp_path / "d.jsonl"
-    p.write_text('{"instruction": "q", "output": "a"}\n')
-    return str(p)
-
-
 def test_defaults_are_ddp(data):
     cfg = from_dict({"train_data": data})
     assert cfg.fsdp is None and cfg.deepspeed is None
