@@ -37,10 +37,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
         # process is the command itself: in-process callers (tests, notebooks) may need it later.
         sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
-    if args.nproc and args.nproc > 1:
+    nproc = args.nproc
+    if not nproc and (cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ:
+        # accelerate starts DeepSpeed/FSDP only inside a distributed launch: be that launcher, with one process.
+        print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1", flush=True)
+        nproc = 1
+    if nproc and (nproc > 1 or "LOCAL_RANK" not in os.environ and (cfg.deepspeed or cfg.fsdp)):
         from .train.launch import launch_processes
 
-        return launch_processes(args.config, args.overrides, args.nproc)
+        return launch_processes(args.config, args.overrides, nproc)
     summary = run_training(cfg, progress=not args.no_progress)
     first, last = summary.first_eval.get("eval_loss"), summary.last_eval.get("eval_loss")
     if first is not None and last is not None and os.environ.get("RANK", "0") == "0":  # rank 0 speaks

@@ -159,12 +159,22 @@ def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     return get_peft_model(model, lora)
 
 
+def _base_dir(cfg: TrainConfig, output_dir: Path) -> Path | None:
+    """Where the built-in model's base weights are written (LoRA outputs name them as their base)."""
+    return output_dir / "base_model" if cfg.lora_dim > 0 else None
+
+
+def write_shared_base(cfg: TrainConfig, output_dir: Path) -> None:
+    """Write the built-in base model's files once (rank 0, before the other processes load them)."""
+    base_dir = _base_dir(cfg, output_dir)
+    if is_builtin(cfg.model) and base_dir is not None and not (base_dir / "config.json").is_file():
+        builtin.save_toy(base_dir)
+
+
 def prepare_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: Precision,
                   output_dir: Path) -> tuple[nn.Module, str]:
     """Base model + LoRA/QLoRA wrapping + gradient checkpointing, ready to train."""
-    needs_dir = cfg.lora_dim > 0
-    model, base_name = load_base_model(cfg, tokenizer, device, precision,
-                                       base_dir=output_dir / "base_model" if needs_dir else None)
+    model, base_name = load_base_model(cfg, tokenizer, device, precision, base_dir=_base_dir(cfg, output_dir))
     model.config.use_cache = False
     if cfg.gradient_checkpointing is True and not (cfg.load_in_4bit or cfg.load_in_8bit):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -176,7 +186,7 @@ def prepare_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = total = 0
     for p in model.parameters():
-        n = p.numel()
+        n = getattr(p, "ds_numel", None) or p.numel()  # ZeRO-3 leaves an empty placeholder on each process
         if p.__class__.__name__ == "Params4bit":  # packed: two 4-bit values per byte
             n *= 2
         total += n

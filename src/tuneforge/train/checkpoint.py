@@ -37,6 +37,7 @@ WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 SCALER = "scaler.pt"
+ENGINE = "engine"  # DeepSpeed: the engine's own sharded checkpoint (weights + optimizer, one file per process)
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -44,6 +45,7 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 FINGERPRINT_KEYS = (
     "training_strategy", "model", "adapter_name_or_path", "lora_dim", "lora_target_modules", "seq_length",
     "load_in_4bit", "load_in_8bit", "packing", "group_by_length", "apply_chat_template", "system_prompt", "seed", "validation_split",
+    "deepspeed",  # a ZeRO checkpoint holds per-process shards of one stage's layout
 )
 
 
@@ -213,10 +215,10 @@ def _fsync(path: Path) -> None:
 def write_manifest(directory: Path, step: int) -> None:
     """Last file of a checkpoint: its presence and hashes are what make the checkpoint complete."""
     files = {}
-    for f in sorted(directory.iterdir()):
+    for f in sorted(directory.rglob("*")):  # nested: DeepSpeed writes its shards in subdirectories
         if f.is_file() and f.name != MANIFEST:
             _fsync(f)
-            files[f.name] = {"size": f.stat().st_size, "sha256": file_sha256(f)}
+            files[f.relative_to(directory).as_posix()] = {"size": f.stat().st_size, "sha256": file_sha256(f)}
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps({"format": FORMAT_VERSION, "step": step, "files": files,
                                "written": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1), encoding="utf-8")
@@ -243,11 +245,14 @@ class Checkpointer:
     def __init__(self, cfg: TrainConfig, output_dir: Path, fingerprint: dict[str, Any],
                  say: Callable[[str], None] = print):
         self.cfg, self.output_dir, self.fingerprint, self.say = cfg, output_dir, fingerprint, say
-        # Sharded engines hold only a slice of the weights and optimizer state per process: saving rank 0's
-        # slice would be a checkpoint that restores the wrong model, so none is written there (yet).
-        self.enabled = not (getattr(cfg, "fsdp", None) or getattr(cfg, "deepspeed", None))
+        # Under FSDP each process holds a slice of the weights and optimizer state: saving rank 0's slice would
+        # restore the wrong model, and FSDP cannot run on CPU to test a sharded save, so none is written there.
+        # DeepSpeed writes its own per-process shards (``engine/``), which is what resume reads back.
+        self.enabled = not getattr(cfg, "fsdp", None)
+        self.engine_owned = bool(getattr(cfg, "deepspeed", None))
         if not self.enabled and (cfg.save_steps > 0 or cfg.resume_from_checkpoint):
-            say("warning: resumable checkpoints are not written with fsdp/deepspeed yet; save_steps is ignored")
+            say("warning: resumable checkpoints are not written with fsdp yet; save_steps is ignored "
+                "(deepspeed: zero2/zero3 writes them)")
 
     def __call__(self, loop: Any) -> None:
         if self.enabled and self.due(loop):
@@ -286,10 +291,14 @@ class Checkpointer:
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         torch.save(rng_state(), tmp / _rng_file(acc.process_index))  # every process: its own dropout stream
+        if self.engine_owned:  # collective: every process writes its weight/optimizer shards
+            loop.module.save_checkpoint(str(tmp / ENGINE), tag=ENGINE, save_latest=False,
+                                        exclude_frozen_parameters=self.cfg.method != "full")
         acc.wait_for_everyone()
         if acc.is_main_process:
-            save_trainable(loop.model, tmp / WEIGHTS)
-            torch.save(loop.optimizer.state_dict(), tmp / OPTIMIZER)
+            if not self.engine_owned:
+                save_trainable(loop.model, tmp / WEIGHTS)
+                torch.save(loop.optimizer.state_dict(), tmp / OPTIMIZER)
             torch.save(loop.scheduler.state_dict(), tmp / SCHEDULER)
             if getattr(acc, "scaler", None) is not None:
                 torch.save(acc.scaler.state_dict(), tmp / SCALER)
@@ -313,11 +322,18 @@ class Checkpointer:
     def restore(self, loop: Any, path: Path) -> dict[str, Any]:
         """Put ``loop`` back in the state saved at ``path``: the next step is the one after it."""
         saved = read_state(path)
-        load_trainable(loop.model, path / WEIGHTS)
-        device = loop.accelerator.device
-        if device.type == "cpu":  # accelerate's multi-process CPU device is 'cpu:0', which torch.load rejects
-            device = torch.device("cpu")
-        loop.optimizer.load_state_dict(torch.load(path / OPTIMIZER, map_location=device, weights_only=True))
+        if self.engine_owned:  # collective; frozen base weights were not saved (they come from the model load)
+            loaded, _ = loop.module.load_checkpoint(str(path / ENGINE), tag=ENGINE, load_optimizer_states=True,
+                                                    load_lr_scheduler_states=False,
+                                                    load_module_strict=self.cfg.method == "full")
+            if loaded is None:
+                raise ConfigError(f"resume_from_checkpoint: {path / ENGINE} could not be read by DeepSpeed.")
+        else:
+            load_trainable(loop.model, path / WEIGHTS)
+            device = loop.accelerator.device
+            if device.type == "cpu":  # accelerate's multi-process CPU device is 'cpu:0', which torch.load rejects
+                device = torch.device("cpu")
+            loop.optimizer.load_state_dict(torch.load(path / OPTIMIZER, map_location=device, weights_only=True))
         loop.scheduler.load_state_dict(torch.load(path / SCHEDULER, weights_only=True))
         scaler = getattr(loop.accelerator, "scaler", None)
         if scaler is not None and (path / SCALER).is_file():
@@ -379,8 +395,8 @@ def resume_point(cfg: TrainConfig, output_dir: Path, world_size: int, sharded: b
         say(f"resume_from_checkpoint: auto — no checkpoint in {output_dir} yet, starting from the beginning")
         return None, None
     if sharded:
-        raise ConfigError("resume_from_checkpoint with fsdp/deepspeed is not supported yet (checkpoints hold "
-                          "unsharded state); resume with DDP or a single process.")
+        raise ConfigError("resume_from_checkpoint with fsdp is not supported yet (its checkpoints would hold one "
+                          "process's shard); resume with DDP, DeepSpeed or a single process.")
     saved = read_state(path)
     check_fingerprint(path, saved.get("fingerprint", {}), fingerprint(cfg, world_size),
                       cfg.resume_ignore_config_changes, say)

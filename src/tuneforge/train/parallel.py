@@ -133,6 +133,10 @@ def check_engine(cfg: TrainConfig, accelerator) -> None:
     if cfg.fsdp and accelerator.distributed_type != DistributedType.FSDP:
         raise ConfigError(f"fsdp={cfg.fsdp!r}: {FSDP_NEEDS_ACCELERATOR} This run is "
                           f"{accelerator.distributed_type.value} on {accelerator.device.type}.")
+    if cfg.deepspeed and accelerator.distributed_type != DistributedType.DEEPSPEED:
+        raise ConfigError(f"deepspeed={cfg.deepspeed!r}: accelerate starts DeepSpeed only in a distributed launch "
+                          "(tuneforge train --nproc N; torchrun --nproc_per_node N or accelerate launch, N >= 1). "
+                          f"This run is {accelerator.distributed_type.value} on {accelerator.device.type}.")
 
 
 def is_fsdp(accelerator) -> bool:
@@ -149,6 +153,15 @@ def is_deepspeed(accelerator) -> bool:
 
 def is_zero3(accelerator) -> bool:
     return is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def engine_name(accelerator) -> str:
+    """What runs the processes, as the start banner and metrics.jsonl name it."""
+    if is_deepspeed(accelerator):
+        return f"DeepSpeed ZeRO-{accelerator.state.deepspeed_plugin.zero_stage}"
+    if is_fsdp(accelerator):
+        return "FSDP full_shard"
+    return "DDP" if accelerator.num_processes > 1 else "single process"
 
 
 def needs_lockstep(accelerator) -> bool:

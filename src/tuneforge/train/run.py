@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,14 +15,15 @@ from ..config import TrainConfig
 from ..errors import ConfigError, TrainingAborted
 from ..models.forward import CausalLMLoss
 from ..models.memory import checkpointing_needed, estimate_lines
-from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision
+from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision, write_shared_base
 from ..monitor import MetricsLog, memory, progress_printer
 from ..outputs import CONFIG_FILE, save_config, save_model
 from . import checkpoint as ckpt
 from .batch_fit import is_oom, oom_message, resolve_batch
 from .loop import TrainingLoop
 from .reporting import RunReporter, chain
-from .parallel import adjust_precision, gathered_state_dict, prepare_model_for_engine, save_pretrained_gathered
+from .parallel import (adjust_precision, engine_name, gathered_state_dict, prepare_model_for_engine,
+                       save_pretrained_gathered)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -112,7 +114,18 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
 
     from .parallel import accelerator_kwargs, check_engine
 
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(),
+    if (cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ:
+        key, value = ("deepspeed", cfg.deepspeed) if cfg.deepspeed else ("fsdp", cfg.fsdp)
+        raise ConfigError(f"{key}={value!r}: accelerate starts it only inside a distributed launch. Use the command "
+                          "line (tuneforge train ..., which launches itself), or torchrun / accelerate launch.")
+    cpu, handlers = not torch.cuda.is_available(), []
+    if cpu and cfg.deepspeed:
+        # accelerate's cpu=True switches DeepSpeed off, and without a GPU it finds no process-group backend:
+        # name gloo, which DeepSpeed's own CPU accelerator communicates over.
+        from accelerate.utils import InitProcessGroupKwargs
+
+        cpu, handlers = False, [InitProcessGroupKwargs(backend="gloo")]
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, kwargs_handlers=handlers,
                               **accelerator_kwargs(cfg, mixed_precision))
     check_engine(cfg, accelerator)
     return accelerator
@@ -132,7 +145,7 @@ def _start_banner(cfg: TrainConfig, precision, accelerator, loop: TrainingLoop, 
         f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
         f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
         f"  dtype: {precision.load_dtype} weights, mixed precision: {precision.mixed_precision} | device: "
-        f"{accelerator.device} x {world}\n"
+        f"{accelerator.device} x {world} ({engine_name(accelerator)})\n"
         f"  effective batch: {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} "
         f"accumulation x {world} processes = {effective} | steps: {loop.total_steps} ({loop.steps_per_epoch}/epoch)\n"
         f"  data: {data_text}")
@@ -162,13 +175,18 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     say = lambda text: _say(accelerator, text)  # noqa: E731
     world = accelerator.num_processes
     resume_path, saved = ckpt.resume_point(cfg, Path(cfg.output_dir), world,
-                                           bool(getattr(cfg, "fsdp", None) or getattr(cfg, "deepspeed", None)), say)
+                                           bool(getattr(cfg, "fsdp", None)), say)
     fingerprint = ckpt.fingerprint(cfg, world)
     accelerator.wait_for_everyone()  # every process has read the checkpoints before rank 0 may clear them
     # Rank 0 clears and writes shared files (output dir, the toy base model) before the others read them.
+    # The model itself loads in all processes at once: under ZeRO-3 loading is collective (zero.Init).
     with accelerator.main_process_first():
-        out = _prepare_output_dir(cfg, resume_path is not None) if accelerator.is_main_process else Path(cfg.output_dir)
-        model, base_name = prepare_model(cfg, tokenizer, device, precision, out)
+        if accelerator.is_main_process:
+            out = _prepare_output_dir(cfg, resume_path is not None)
+            write_shared_base(cfg, out)
+        else:
+            out = Path(cfg.output_dir)
+    model, base_name = prepare_model(cfg, tokenizer, device, precision, out)
     module = CausalLMLoss(model)
     prepare_model_for_engine(cfg, accelerator, model, module)
     requested_batch = cfg.per_device_train_batch_size
@@ -205,7 +223,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
     log.write({"event": "resume" if resume_path else "start", "step": loop.state.global_step, "method": cfg.method,
                "strategy": cfg.training_strategy, **resumed,
                "trainable_params": trainable, "total_params": total, "effective_batch_size": effective,
-               "total_steps": loop.total_steps, "device": str(device), **memory_record, **memory(device)})
+               "total_steps": loop.total_steps, "device": str(device), "engine": engine_name(accelerator), **memory_record, **memory(device)})
     if accelerator.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
         loop.progress = chain(reporter, progress_printer(loop.total_steps) if progress else None)
     try:

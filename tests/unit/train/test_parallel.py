@@ -12,9 +12,6 @@ from tuneforge.errors import ConfigError
 from tuneforge.train import parallel
 from tuneforge.train.launch import launch_command
 
-HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
-
-
 def test_defaults_are_ddp(data):
     cfg = from_dict({"train_data": data})
     assert cfg.fsdp is None and cfg.deepspeed is None
@@ -48,9 +45,10 @@ def test_qlora_with_a_stage3_json_refused(data, tmp_path):
         from_dict({"train_data": data, "deepspeed": str(path), "load_in_4bit": True})
 
 
-@pytest.mark.skipif(HAS_DEEPSPEED, reason="deepspeed is installed here")
 @pytest.mark.parametrize("value", ["zero2", "zero3"])
-def test_missing_deepspeed_refused_with_pip_command(data, value):
+def test_missing_deepspeed_refused_with_pip_command(data, value, monkeypatch):
+    real_find_spec = importlib.util.find_spec  # deepspeed is a test dependency: hide it as a user without it sees
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
     with pytest.raises(ConfigError, match="pip install deepspeed"):
         from_dict({"train_data": data, "deepspeed": value})
 
