@@ -150,8 +150,19 @@ def _strategy_keys(tmp_path, write_jsonl, strategy: str, method: str) -> dict:
             **({"learning_rate": 1e-3} if strategy == "dpo" else {})}
 
 
-def _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage) -> None:
-    base = _strategy_keys(tmp_path, write_jsonl, strategy, method)
+@pytest.fixture(scope="module")
+def toy_model_dir(tmp_path_factory) -> str:
+    """The built-in model saved as an ordinary checkpoint: loading it goes through from_pretrained, which
+    under ZeRO-3 partitions the weights as they load (zero.Init) — the path every real model takes."""
+    from tuneforge.models import builtin
+
+    path = tmp_path_factory.mktemp("toy_model")
+    builtin.save_toy(path)
+    return str(path)
+
+
+def _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage, model) -> None:
+    base = {**_strategy_keys(tmp_path, write_jsonl, strategy, method), "model": model}
     one, two = tmp_path / "one", tmp_path / "two"
     tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one)}, progress=False)
     assert _train_two_processes(monkeypatch, {**base, "gradient_accumulation_steps": 2, "output_dir": str(two),
@@ -179,19 +190,21 @@ def _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, s
 
 @needs_deepspeed
 @pytest.mark.parametrize("strategy,method,stage", _DS_CASES, ids=["-".join(c) for c in _DS_CASES])
-def test_deepspeed_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch, strategy, method, stage):
+def test_deepspeed_two_processes_match_one_process(tmp_path, write_jsonl, monkeypatch, toy_model_dir, strategy, method,
+                                                   stage):
     """ZeRO-2/3 in 2 processes train exactly like 1 process with twice the accumulation (same per-step loss,
     grad norm, eval loss and saved weights): the loop's per-step normalisation is not divided again by
-    DeepSpeed, and its sharded parameters are gathered where tuneforge reads them (LM head, saving)."""
-    _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage)
+    DeepSpeed, and its sharded parameters are gathered where tuneforge reads them (LM head, saving, the
+    precomputed DPO reference, which under ZeRO-3 runs through the engine in step on both processes)."""
+    _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage, toy_model_dir)
 
 
 @needs_deepspeed
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy,method,stage", _DS_SLOW_CASES, ids=["-".join(c) for c in _DS_SLOW_CASES])
-def test_deepspeed_two_processes_match_one_process_other_stages(tmp_path, write_jsonl, monkeypatch, strategy, method,
-                                                               stage):
-    _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage)
+def test_deepspeed_two_processes_match_one_process_other_stages(tmp_path, write_jsonl, monkeypatch, toy_model_dir,
+                                                               strategy, method, stage):
+    _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage, toy_model_dir)
 
 
 @needs_deepspeed

@@ -18,6 +18,7 @@ rows whatever order the sampler deals them in.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -27,6 +28,7 @@ from torch import nn
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.dpo import DPOData, EncodedPair, build_dpo_data
 from ..losses import PREFERENCE_LOSSES
+from . import parallel
 from .run import Strategy, describe_splits, register_strategy
 
 # Losses whose formula has no reference model (they ignore the ref_* arguments).
@@ -105,9 +107,12 @@ class AdapterDisabledReference:
         return None
 
     def logps(self, module, batch):
-        inner = self.accelerator.unwrap_model(module)  # skip DDP's forward hooks: no gradient flows here
+        inner = self.accelerator.unwrap_model(module)
+        # DDP's wrapper would only add its forward hooks (no gradient flows here), so it is skipped; FSDP's root
+        # wrapper is what gathers the weights outside the decoder layers (embeddings, head), so it is kept.
+        runner = module if parallel.is_fsdp(self.accelerator) else inner
         with torch.no_grad(), inner.model.disable_adapter(), self.accelerator.autocast():
-            return sequence_logps(inner, batch)
+            return sequence_logps(runner, batch)
 
 
 class FrozenCopyReference:
@@ -127,10 +132,20 @@ class FrozenCopyReference:
 
 
 class PrecomputedReference:
-    """Reference log-probs of every row computed once, before training, from the starting model."""
+    """Reference log-probs of every row computed once, before training, from the starting model.
 
-    def __init__(self, values: dict[str, torch.Tensor]):
+    With sharded weights (ZeRO-3, FSDP) the model can run only once the engine wraps it, so the values are
+    computed then (``on_prepared``), by all processes in step.
+    """
+
+    def __init__(self, values: dict[str, torch.Tensor], pending: Callable[[nn.Module], None] | None = None):
         self.values = values  # split -> (N, 2) [chosen, rejected]
+        self.pending = pending
+
+    def on_prepared(self, module: nn.Module) -> None:
+        if self.pending is not None:
+            self.pending(module)
+            self.pending = None
 
     def stored(self, split, rows):
         return self.values[split][list(rows)]
@@ -152,14 +167,23 @@ def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id
     values = torch.zeros(len(pairs), 2, dtype=torch.float32, device=device)
     mine = list(range(rank, len(pairs), world))
     mine.sort(key=lambda i: -pairs[i].longest)  # less padding
+    n_batches = math.ceil(len(mine) / batch_size)
+    if parallel.needs_lockstep(accelerator):
+        # Sharded forwards communicate: every process runs as many as the one with the most rows; the extra
+        # ones re-run a row and are discarded.
+        n_batches = math.ceil(math.ceil(len(pairs) / world) / batch_size)
     was_training = module.training
     module.eval()
     try:
-        for s in range(0, len(mine), batch_size):
-            rows = mine[s: s + batch_size]
+        for b in range(n_batches):
+            rows = mine[b * batch_size: (b + 1) * batch_size]
+            filler = not rows
+            rows = rows or [0]
             batch = collate_pairs([pairs[i] for i in rows], rows, pad_id).to(device)
             with accelerator.autocast():
                 chosen, rejected = sequence_logps(module, batch)
+            if filler:
+                continue
             values[rows, 0] = chosen.float()
             values[rows, 1] = rejected.float()
     finally:
@@ -182,10 +206,16 @@ def _precomputed(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator
     # Kept on the data object: a run may build its recipe twice (per_device_train_batch_size: auto builds
     # a probe recipe first; the probe updates no weight), and one pass is enough.
     splits = {"train": data.train, "validation": data.validation}
-    for name, split in splits.items():
-        if split is not None and name not in data.reference_logps:
-            data.reference_logps[name] = precompute_reference(module, split.pairs, pad_id,
-                                                              cfg.per_device_train_batch_size, accelerator)
+
+    def compute(runner: nn.Module) -> None:
+        for name, split in splits.items():
+            if split is not None and name not in data.reference_logps:
+                data.reference_logps[name] = precompute_reference(runner, split.pairs, pad_id,
+                                                                  cfg.per_device_train_batch_size, accelerator)
+
+    if parallel.is_zero3(accelerator) or parallel.is_fsdp(accelerator):
+        return PrecomputedReference(data.reference_logps, pending=compute)
+    compute(module)
     return PrecomputedReference(data.reference_logps)
 
 
@@ -229,6 +259,11 @@ class DPORecipe:
                 self._eval = [self.collate(order[s: s + self.batch_size], "validation")
                               for s in range(0, len(order), self.batch_size)]
         return self._eval
+
+    def on_prepared(self, module: nn.Module) -> None:
+        """Called by the loop once the engine wraps the model (sharded references are computed then)."""
+        if hasattr(self.reference, "on_prepared"):
+            self.reference.on_prepared(module)
 
     def units(self, batch: PairBatch) -> int:
         return batch.n_pairs

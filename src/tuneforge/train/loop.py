@@ -114,6 +114,8 @@ class TrainingLoop:
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, self.total_steps))
         self.module, self.optimizer = accelerator.prepare(module, self.optimizer)
+        if hasattr(recipe, "on_prepared"):
+            recipe.on_prepared(self.module)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.state = TrainState()
         self.throughput = Throughput()

@@ -57,9 +57,17 @@ def check_sharding_config(cfg: TrainConfig) -> None:
     """Refuse combinations that cannot work, with the fix, before any weights load."""
     if cfg.fsdp and cfg.deepspeed:
         raise ConfigError(f"fsdp={cfg.fsdp!r} and deepspeed={cfg.deepspeed!r}: choose one sharding engine.")
+    copy_reference = cfg.training_strategy == "dpo" and cfg.lora_dim == 0 and cfg.dpo_reference == "copy"
+    if copy_reference and cfg.fsdp:
+        raise ConfigError(f"dpo_reference='copy' with fsdp={cfg.fsdp!r}: a copy of the model outside FSDP would hold "
+                          "every weight on every process. Use dpo_reference: precompute (the default).")
     if not cfg.deepspeed:
         return
     stage = zero_stage(load_deepspeed_config(cfg.deepspeed))
+    if copy_reference and stage == 3:
+        raise ConfigError(f"dpo_reference='copy' with deepspeed={cfg.deepspeed!r} (ZeRO stage 3): the copy's weights "
+                          "would be partitioned with no engine to gather them. Use dpo_reference: precompute "
+                          "(the default).")
     if stage == 3 and (cfg.load_in_4bit or cfg.load_in_8bit):
         raise ConfigError(
             f"deepspeed={cfg.deepspeed!r} (ZeRO stage 3) with load_in_4bit/load_in_8bit: ZeRO-3 partitions parameters, "

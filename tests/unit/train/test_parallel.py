@@ -121,3 +121,15 @@ def test_launch_command_is_torchrun_without_shell():
 def test_fsdp_on_a_cpu_only_machine_refused_before_loading(data):
     with pytest.raises(ConfigError, match="only on GPUs"):
         parallel.accelerator_kwargs(from_dict({"train_data": data, "fsdp": "full_shard"}), "no")
+
+
+@pytest.mark.parametrize("engine", [{"fsdp": "full_shard"}, {"deepspeed": "zero3"}])
+def test_copied_dpo_reference_refused_with_sharded_weights(data, engine):
+    with pytest.raises(ConfigError, match="dpo_reference: precompute"):
+        from_dict({"train_data": data, "training_strategy": "dpo", "lora_dim": 0, "dpo_reference": "copy", **engine})
+
+
+def test_copied_dpo_reference_accepted_with_zero2(data):
+    cfg = from_dict({"train_data": data, "training_strategy": "dpo", "lora_dim": 0, "dpo_reference": "copy",
+                     "deepspeed": "zero2"})
+    assert cfg.dpo_reference == "copy"
