@@ -208,6 +208,21 @@ def test_deepspeed_two_processes_match_one_process_other_stages(tmp_path, write_
 
 
 @needs_deepspeed
+def test_deepspeed_zero3_output_is_the_best_evaluated_model(tmp_path, write_jsonl, monkeypatch):
+    """A learning rate that makes evaluation worsen after step 1: the run's output is step 1's adapter,
+    snapshotted from ZeRO-3's partitioned weights and written back into them, as in one process."""
+    base = {**_strategy_keys(tmp_path, write_jsonl, "sft", "lora"), "learning_rate": 0.3, "eval_steps": 1}
+    one, two = tmp_path / "one", tmp_path / "two"
+    tuneforge.train({**base, "gradient_accumulation_steps": 4, "output_dir": str(one)}, progress=False)
+    assert _train_two_processes(monkeypatch, {**base, "gradient_accumulation_steps": 2, "output_dir": str(two),
+                                              "deepspeed": "zero3"}) == 0
+    for out in (one, two):
+        end = [r for r in _records(out) if r.get("event") == "end"][0]
+        assert end["best_step"] == 1 < end["step"]
+    _assert_same_adapter(one, two)
+
+
+@needs_deepspeed
 def test_deepspeed_without_a_launcher(tmp_path, data, monkeypatch):
     """The command line launches itself (one process) where accelerate needs a distributed launch; the Python
     API, which cannot, says so instead of failing inside DeepSpeed."""
