@@ -89,8 +89,8 @@ def reload_ok(name):
     except Exception as exc:  # noqa: BLE001 - reported in the table
         return f"no ({exc.__class__.__name__}: {str(exc)[:60]})"
 
-lines = ["| run | exit | wall s | final loss | final eval_loss | max abs loss diff vs DDP | reload |",
-         "|---|---|---|---|---|---|---|"]
+lines = ["| run | engine (as the run reports it) | exit | wall s | final loss | final eval_loss | max abs loss diff vs DDP | reload |",
+         "|---|---|---|---|---|---|---|---|"]
 for name, rc, wall in rows:
     rec = records(name)
     losses = [r["loss"] for r in rec if "loss" in r]
@@ -98,7 +98,8 @@ for name, rc, wall in rows:
     base = name.rsplit("-", 1)[0] + "-ddp"
     ref = [r["loss"] for r in records(base) if "loss" in r]
     diff = max((abs(a - b) for a, b in zip(losses, ref)), default=float("nan")) if name != base and ref else ""
-    lines.append(f"| {name} | {rc} | {float(wall):.0f} | {losses[-1] if losses else '-':.4} | "
+    engine = next((r.get("engine", "?") for r in rec if r.get("event") == "start"), "-")
+    lines.append(f"| {name} | {engine} | {rc} | {float(wall):.0f} | {losses[-1] if losses else '-':.4} | "
                  f"{evals[-1] if evals else '-':.4} | {diff if diff == '' else f'{diff:.2e}'} | "
                  f"{reload_ok(name) if rc == '0' else '-'} |")
 text = "\n".join(lines)

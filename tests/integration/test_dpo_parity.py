@@ -88,7 +88,7 @@ def _ours(recipe: DPORecipe, module, rows) -> tuple[dict[str, float], torch.Tens
     module.eval()
     with torch.no_grad():
         _, stats = recipe.loss(module, batch)
-    return recipe.summarize(stats), batch.sequences.input_ids
+    return recipe.summarize({k: float(v) for k, v in stats.items()}), batch.sequences.input_ids
 
 
 def _compare(recipe, module, trainer, data):

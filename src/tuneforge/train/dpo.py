@@ -279,11 +279,13 @@ class DPORecipe:
             chosen, rejected, ref_chosen.to(chosen.dtype), ref_rejected.to(chosen.dtype), self.beta,
             chosen_tokens=batch.response_tokens[:n], rejected_tokens=batch.response_tokens[n:], gamma=self.gamma)
         loss_sum = losses.sum()
-        stats = {"loss_sum": float(loss_sum.detach()), "pairs": float(n),
-                 "rewards_chosen": float(r_chosen.sum()), "rewards_rejected": float(r_rejected.sum()),
-                 "margins": float((r_chosen - r_rejected).sum()),
-                 "accuracies": float((r_chosen > r_rejected).float().sum()),
-                 "logps_chosen": float(chosen.detach().sum()), "logps_rejected": float(rejected.detach().sum())}
+        r_chosen, r_rejected = r_chosen.detach(), r_rejected.detach()
+        # Device values stay tensors: the loop reads them once per step, not once per micro-batch.
+        stats = {"loss_sum": loss_sum.detach(), "pairs": float(n),
+                 "rewards_chosen": r_chosen.sum(), "rewards_rejected": r_rejected.sum(),
+                 "margins": (r_chosen - r_rejected).sum(),
+                 "accuracies": (r_chosen > r_rejected).float().sum(),
+                 "logps_chosen": chosen.detach().sum(), "logps_rejected": rejected.detach().sum()}
         return loss_sum, stats
 
     def summarize(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]:

@@ -138,6 +138,27 @@ class TrainingLoop:
         t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
         return self.accelerator.reduce(t, reduction="sum").tolist()
 
+    @staticmethod
+    def _add_stats(sums: dict[str, Any], stats: dict[str, Any], real: bool) -> None:
+        """Add one micro-batch's stats (device tensors or host numbers) without reading tensors back: a
+        filler pass adds its keys with zeros, so every process reduces the same keys."""
+        for k, v in stats.items():
+            if not real:
+                sums.setdefault(k, 0.0)
+                continue
+            # float64, as Python floats were: the sums are the same numbers, added in the same order.
+            v = v.detach().to(torch.float64) if isinstance(v, torch.Tensor) else float(v)
+            sums[k] = sums[k] + v if k in sums else v
+
+    @staticmethod
+    def _to_host(sums: dict[str, Any]) -> dict[str, float]:
+        """Stat sums as Python floats: one device-to-host copy for all the tensors (one sync per step)."""
+        keys = [k for k, v in sums.items() if isinstance(v, torch.Tensor)]
+        out = {k: float(v) for k, v in sums.items() if not isinstance(v, torch.Tensor)}
+        if keys:
+            out.update(zip(keys, torch.stack([sums[k].reshape(()) for k in keys]).tolist()))
+        return out
+
     def _sum_stats(self, stats: dict[str, float]) -> dict[str, float]:
         keys = sorted(stats)
         return dict(zip(keys, self._all_sum([stats[k] for k in keys])))
@@ -150,7 +171,7 @@ class TrainingLoop:
         # so every process runs the same forwards and backwards: DDP's gradient all-reduce needs a forward
         # (a bare zero backward never joins it and the others hang), FSDP and DeepSpeed communicate in each pass.
         n_passes = self._max_over_processes(len(batches))
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}
         self.module.train()
         for i in range(n_passes):
             real = i < len(batches)
@@ -160,11 +181,10 @@ class TrainingLoop:
                 # DDP averages gradients over processes: scale by world so the result is sum / total_units.
                 weight = world / max(total_units, 1.0) if real else 0.0
                 self.accelerator.backward(loss_sum * weight, **self._backward_kwargs())
-            for k, v in stats.items():  # a filler pass adds its keys with zeros: every process reduces the same keys
-                sums[k] = sums.get(k, 0.0) + (v if real else 0.0)
+            self._add_stats(sums, stats, real)
             if real:
                 self.throughput.add(self.recipe.real_tokens(batch))
-        return sums
+        return self._to_host(sums)
 
     # -- multi-process helpers (DDP, FSDP, DeepSpeed through accelerate) ---------------------------------
     def _max_over_processes(self, count: int) -> int:
@@ -280,13 +300,12 @@ class TrainingLoop:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         mine = batches[rank::world]
         passes = -(-len(batches) // world) if parallel.needs_lockstep(self.accelerator) else max(len(mine), 1)
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}
         for i in range(passes):
             real = i < len(mine)
             _, stats = self.recipe.loss(self.module, (mine[i] if real else batches[0]).to(self.accelerator.device))
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + (v if real else 0.0)
-        return self.recipe.summarize(self._sum_stats(sums), prefix="eval_")
+            self._add_stats(sums, stats, real)
+        return self.recipe.summarize(self._sum_stats(self._to_host(sums)), prefix="eval_")
 
     def _after_eval(self, metrics: dict[str, float]) -> bool:
         """Track the best model; return True when early stopping should stop the run."""

@@ -41,10 +41,10 @@ class SFTRecipe:
     def real_tokens(self, batch: Batch) -> int:
         return batch.n_real_tokens
 
-    def loss(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         loss_sum, correct = module(**batch.model_inputs(), kind="ce")
-        return loss_sum, {"loss_sum": float(loss_sum.detach()), "correct": float(correct),
-                          "tokens": float(batch.n_trained)}
+        # Device values stay tensors: the loop reads them once per step, not once per micro-batch.
+        return loss_sum, {"loss_sum": loss_sum.detach(), "correct": correct, "tokens": float(batch.n_trained)}
 
     def summarize(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]:
         n = max(sums.get("tokens", 0.0), 1.0)
