@@ -114,6 +114,13 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
 
     from .parallel import accelerator_kwargs, check_engine
 
+    for env, key in (("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")):
+        if os.environ.get(env, "").lower() == "true" and not getattr(cfg, key):
+            # accelerate would switch the engine on behind the config's back (or, on CPU, silently not).
+            raise ConfigError(f"{env}=true (set by accelerate launch --use_{key} or an accelerate config file) but "
+                              f"this run's config has no {key} key: tuneforge takes the engine from its own config. "
+                              f"Set {key}: {'zero2' if key == 'deepspeed' else 'full_shard'} (or another value) and "
+                              "launch without that accelerate option.")
     if (cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ:
         key, value = ("deepspeed", cfg.deepspeed) if cfg.deepspeed else ("fsdp", cfg.fsdp)
         raise ConfigError(f"{key}={value!r}: accelerate starts it only inside a distributed launch. Use the command "

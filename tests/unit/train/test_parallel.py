@@ -133,3 +133,15 @@ def test_copied_dpo_reference_accepted_with_zero2(data):
     cfg = from_dict({"train_data": data, "training_strategy": "dpo", "lora_dim": 0, "dpo_reference": "copy",
                      "deepspeed": "zero2"})
     assert cfg.dpo_reference == "copy"
+
+
+@pytest.mark.parametrize("env,key", [("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")])
+def test_engine_switched_on_by_accelerate_launch_but_not_in_config_refused(data, tmp_path, monkeypatch, env, key):
+    """`accelerate launch --use_deepspeed` without the config key would run an engine the loop was not set up
+    for (or, on CPU, silently DDP): refused, naming the key to set, before anything is written."""
+    import tuneforge
+
+    monkeypatch.setenv(env, "true")
+    with pytest.raises(ConfigError, match=f"no {key} key"):
+        tuneforge.train({"train_data": data, "output_dir": str(tmp_path / "out"), "max_steps": 1}, progress=False)
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()
