@@ -26,6 +26,17 @@ def _train_epilog() -> str:
     return "\n".join(lines)
 
 
+def _leave_process_group() -> None:
+    """In a launched process: wait until every process is done (rank 0 may still be writing the output), then
+    tear the group down. Exiting with it still up once aborted a DeepSpeed process ('terminate called without
+    an active exception') after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train.run import run_training
@@ -47,6 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         return launch_processes(args.config, args.overrides, nproc)
     summary = run_training(cfg, progress=not args.no_progress)
+    _leave_process_group()
     first, last = summary.first_eval.get("eval_loss"), summary.last_eval.get("eval_loss")
     if first is not None and last is not None and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
         print(f"eval_loss: {first:.4f} at start -> {last:.4f} at the end")

@@ -76,6 +76,29 @@ def _assert_same_adapter(one: Path, two: Path) -> None:
         torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=1e-4)
 
 
+def _assert_resumed_like_uninterrupted(one: Path, two: Path) -> None:
+    """``two`` was stopped after step 2 and resumed; its per-step losses are those of the uninterrupted ``one``."""
+    rec2 = _records(two)
+    assert [r["event"] for r in rec2 if r.get("event") in ("start", "resume")] == ["start", "resume"]
+    loss1 = {r["step"]: r["loss"] for r in _records(one) if "loss" in r}
+    loss2 = {r["step"]: r["loss"] for r in rec2 if "loss" in r}
+    assert sorted(loss2) == [1, 2, 3]
+    for step in (1, 2, 3):
+        assert loss2[step] == pytest.approx(loss1[step], abs=1e-5)
+
+
+def _assert_same_output(one: Path, two: Path, method: str) -> None:
+    if method != "full":
+        _assert_same_adapter(one, two)
+        return
+    from safetensors.torch import load_file
+
+    w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    for k in w1:  # lr 5e-3 on every weight: a reduction-order difference shows as ~1e-5 in a few elements
+        torch.testing.assert_close(w2[k], w1[k], atol=5e-5, rtol=1e-4)
+
+
 def test_sft_two_processes_match_one_process_with_double_accumulation(tmp_path, data, monkeypatch):
     train, val = data
     base = {**COMMON, "train_data": str(train), "validation_data": str(val)}
@@ -123,13 +146,7 @@ def test_resume_in_two_processes(tmp_path, data, monkeypatch):
     assert (two / "checkpoint-2").is_dir()
     assert _train_two_processes(monkeypatch, {**keys, "max_steps": 3,
                                               "resume_from_checkpoint": str(two / "checkpoint-2")}) == 0
-    rec2 = _records(two)
-    assert [r["event"] for r in rec2 if r.get("event") in ("start", "resume")] == ["start", "resume"]
-    loss1 = {r["step"]: r["loss"] for r in _records(one) if "loss" in r}
-    loss2 = {r["step"]: r["loss"] for r in rec2 if "loss" in r}
-    assert sorted(loss2) == [1, 2, 3]
-    for step in (1, 2, 3):
-        assert loss2[step] == pytest.approx(loss1[step], abs=1e-5)
+    _assert_resumed_like_uninterrupted(one, two)
     _assert_same_adapter(one, two)
 
 
@@ -178,16 +195,7 @@ def _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, s
         # it reads up to 3e-4 above torch's clip_grad_norm_, in ONE process as much as in two, so the tolerance
         # covers that definition gap; losses and the saved weights are held to 1e-5.
         assert v2 == pytest.approx(v1, rel=rel, abs=1e-5), key
-    # The saved output (gathered from the shards under ZeRO-3) is the same model.
-    if method != "full":
-        _assert_same_adapter(one, two)
-    else:
-        from safetensors.torch import load_file
-
-        w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
-        assert w1.keys() == w2.keys()
-        for k in w1:  # lr 5e-3 on every weight: a reduction-order difference shows as ~1e-5 in a few elements
-            torch.testing.assert_close(w2[k], w1[k], atol=5e-5, rtol=1e-4)
+    _assert_same_output(one, two, method)  # gathered from the shards under ZeRO-3
 
 
 @needs_deepspeed
@@ -258,13 +266,8 @@ def test_deepspeed_resume_in_two_processes(tmp_path, data, monkeypatch, method, 
     shards = [name for name in manifest if name.startswith("engine/") and "optim_states" in name]
     assert len(shards) == 2, list(manifest)  # one optimizer shard per process, each hashed in the manifest
     assert _train_two_processes(monkeypatch, {**keys, "max_steps": 3, "resume_from_checkpoint": str(ckpt2)}) == 0
-    rec2 = _records(two)
-    assert [r["event"] for r in rec2 if r.get("event") in ("start", "resume")] == ["start", "resume"]
-    loss1 = {r["step"]: r["loss"] for r in _records(one) if "loss" in r}
-    loss2 = {r["step"]: r["loss"] for r in rec2 if "loss" in r}
-    assert sorted(loss2) == [1, 2, 3]
-    for step in (1, 2, 3):
-        assert loss2[step] == pytest.approx(loss1[step], abs=1e-5)
+    _assert_resumed_like_uninterrupted(one, two)
+    _assert_same_output(one, two, method)
 
 
 @pytest.mark.slow
