@@ -48,12 +48,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
         # process is the command itself: in-process callers (tests, notebooks) may need it later.
         sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
-    nproc = args.nproc
-    if not nproc and (cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ:
-        # accelerate starts DeepSpeed/FSDP only inside a distributed launch: be that launcher, with one process.
+    from .train.parallel import needs_distributed_launch
+
+    self_launch = needs_distributed_launch(cfg)  # accelerate needs one: be that launcher
+    if self_launch and not args.nproc:
         print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1", flush=True)
-        nproc = 1
-    if nproc and (nproc > 1 or "LOCAL_RANK" not in os.environ and (cfg.deepspeed or cfg.fsdp)):
+    nproc = args.nproc or 1
+    if nproc > 1 or self_launch:
         from .train.launch import launch_processes
 
         return launch_processes(args.config, args.overrides, nproc)

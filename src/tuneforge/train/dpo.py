@@ -168,9 +168,9 @@ def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id
     mine = list(range(rank, len(pairs), world))
     mine.sort(key=lambda i: -pairs[i].longest)  # less padding
     n_batches = math.ceil(len(mine) / batch_size)
-    if parallel.needs_lockstep(accelerator):
-        # Sharded forwards communicate: every process runs as many as the one with the most rows; the extra
-        # ones re-run a row and are discarded.
+    if parallel.shards_parameters(accelerator):
+        # Sharded forwards (through the engine) communicate: every process runs as many as the one with the
+        # most rows; the extra ones re-run a row and are discarded.
         n_batches = math.ceil(math.ceil(len(pairs) / world) / batch_size)
     was_training = module.training
     module.eval()
@@ -213,7 +213,7 @@ def _precomputed(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator
                 data.reference_logps[name] = precompute_reference(runner, split.pairs, pad_id,
                                                                   cfg.per_device_train_batch_size, accelerator)
 
-    if parallel.is_zero3(accelerator) or parallel.is_fsdp(accelerator):
+    if parallel.shards_parameters(accelerator):
         return PrecomputedReference(data.reference_logps, pending=compute)
     compute(module)
     return PrecomputedReference(data.reference_logps)

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -134,6 +135,26 @@ def accelerator_kwargs(cfg: TrainConfig, mixed_precision: str) -> dict[str, Any]
     return {}
 
 
+def needs_distributed_launch(cfg: TrainConfig) -> bool:
+    """accelerate starts DeepSpeed and FSDP only inside a distributed launch (torchrun, accelerate launch)."""
+    return bool(cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ
+
+
+def check_launch(cfg: TrainConfig) -> None:
+    """Before accelerate starts: the engine the config names can start, and no other engine is forced on."""
+    for env, key in (("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")):
+        if os.environ.get(env, "").lower() == "true" and not getattr(cfg, key):
+            # accelerate would switch the engine on behind the config's back (or, on CPU, silently not).
+            raise ConfigError(f"{env}=true (set by accelerate launch --use_{key} or an accelerate config file) but "
+                              f"this run's config has no {key} key: tuneforge takes the engine from its own config. "
+                              f"Set {key}: {'zero2' if key == 'deepspeed' else 'full_shard'} (or another value) and "
+                              "launch without that accelerate option.")
+    if needs_distributed_launch(cfg):
+        key, value = ("deepspeed", cfg.deepspeed) if cfg.deepspeed else ("fsdp", cfg.fsdp)
+        raise ConfigError(f"{key}={value!r}: accelerate starts it only inside a distributed launch. Use the command "
+                          "line (tuneforge train ..., which launches itself), or torchrun / accelerate launch.")
+
+
 def check_engine(cfg: TrainConfig, accelerator) -> None:
     """accelerate silently falls back to DDP where a plugin does not apply (FSDP on CPU): say so instead."""
     from accelerate.utils import DistributedType
@@ -161,6 +182,11 @@ def is_deepspeed(accelerator) -> bool:
 
 def is_zero3(accelerator) -> bool:
     return is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def shards_parameters(accelerator) -> bool:
+    """Each process holds only a slice of the weights (FSDP, ZeRO-3): reading them needs the engine."""
+    return is_fsdp(accelerator) or is_zero3(accelerator)
 
 
 def engine_name(accelerator) -> str:
@@ -251,7 +277,7 @@ def gathered_state_dict(accelerator, module: nn.Module) -> dict[str, torch.Tenso
 
     Collective: every process calls it; only rank 0 gets the tensors (others get an empty dict or a copy).
     """
-    if not (is_fsdp(accelerator) or is_zero3(accelerator)):
+    if not shards_parameters(accelerator):
         return None
     state = accelerator.get_state_dict(module)
     prefix = "model."

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -112,19 +111,9 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
     (``tuneforge train --nproc``, torchrun, accelerate launch): gloo on CPU, NCCL on GPUs."""
     from accelerate import Accelerator
 
-    from .parallel import accelerator_kwargs, check_engine
+    from .parallel import accelerator_kwargs, check_engine, check_launch
 
-    for env, key in (("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")):
-        if os.environ.get(env, "").lower() == "true" and not getattr(cfg, key):
-            # accelerate would switch the engine on behind the config's back (or, on CPU, silently not).
-            raise ConfigError(f"{env}=true (set by accelerate launch --use_{key} or an accelerate config file) but "
-                              f"this run's config has no {key} key: tuneforge takes the engine from its own config. "
-                              f"Set {key}: {'zero2' if key == 'deepspeed' else 'full_shard'} (or another value) and "
-                              "launch without that accelerate option.")
-    if (cfg.deepspeed or cfg.fsdp) and "LOCAL_RANK" not in os.environ:
-        key, value = ("deepspeed", cfg.deepspeed) if cfg.deepspeed else ("fsdp", cfg.fsdp)
-        raise ConfigError(f"{key}={value!r}: accelerate starts it only inside a distributed launch. Use the command "
-                          "line (tuneforge train ..., which launches itself), or torchrun / accelerate launch.")
+    check_launch(cfg)
     cpu, handlers = not torch.cuda.is_available(), []
     if cpu and cfg.deepspeed:
         # accelerate's cpu=True switches DeepSpeed off, and without a GPU it finds no process-group backend:
