@@ -12,7 +12,7 @@ def run_config(config: Any = None, overrides: list[str] | None = None, *, progre
     ``config`` is a YAML/JSON path, a mapping of keys, a ``TrainConfig``, or None (keys as kwargs).
     """
     from .config import TrainConfig, from_dict, load_config
-    from .train.run import run_training
+    from .training.run import run_training
 
     if isinstance(config, TrainConfig):
         cfg = config if not (overrides or kwargs) else from_dict({**config.to_dict(), **kwargs})
@@ -23,6 +23,6 @@ def run_config(config: Any = None, overrides: list[str] | None = None, *, progre
     return run_training(cfg, progress=progress)
 
 
-train = run_config  # the documented name; see train/__init__.py for why both exist
+train = run_config  # the documented name
 
 __all__ = ["train", "run_config", "__version__"]

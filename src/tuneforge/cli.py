@@ -13,7 +13,14 @@ import textwrap
 from .errors import TuneforgeError
 
 # Sub-command modules; each has ``add_parser(subparsers)`` that sets ``func(args) -> int``.
-TOOL_MODULES: list[str] = ["stats", "preview", "merge", "chat", "generate"]
+# A new command is one module with that function and one line here.
+COMMAND_MODULES: list[str] = [
+    "tuneforge.tools.stats",
+    "tuneforge.tools.preview",
+    "tuneforge.tools.merge",
+    "tuneforge.tools.chat",
+    "tuneforge.tools.generate",
+]
 
 
 def _train_epilog() -> str:
@@ -39,7 +46,7 @@ def _leave_process_group() -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .train.run import run_training
+    from .training.run import run_training
 
     cfg = load_config(args.config, args.overrides)
     if getattr(args, "own_process", False) and not (cfg.load_in_4bit or cfg.load_in_8bit) \
@@ -48,14 +55,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
         # process is the command itself: in-process callers (tests, notebooks) may need it later.
         sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
-    from .train.parallel import needs_distributed_launch
+    from .training.parallel import needs_distributed_launch
 
     self_launch = needs_distributed_launch(cfg)  # accelerate needs one: be that launcher
     if self_launch and not args.nproc:
         print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1", flush=True)
     nproc = args.nproc or 1
     if nproc > 1 or self_launch:
-        from .train.launch import launch_processes
+        from .training.launch import launch_processes
 
         return launch_processes(args.config, args.overrides, nproc)
     summary = run_training(cfg, progress=not args.no_progress)
@@ -77,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--nproc", type=int, default=0, help="launch this many local processes (data parallel)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)")
     train.set_defaults(func=_cmd_train)
-    for name in TOOL_MODULES:
-        importlib.import_module(f"tuneforge.tools.{name}").add_parser(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -145,7 +145,7 @@ class TrainConfig:
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules is empty: name at least one module, or 'all-linear'.")
         if self.fsdp or self.deepspeed:
-            from .train.parallel import check_sharding_config
+            from .training.parallel import check_sharding_config
 
             check_sharding_config(self)
         return self

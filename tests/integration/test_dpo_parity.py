@@ -22,7 +22,7 @@ from tuneforge.config import from_dict  # noqa: E402
 from tuneforge.data.dpo import build_dpo_data  # noqa: E402
 from tuneforge.models.builtin import toy_model, toy_tokenizer  # noqa: E402
 from tuneforge.models.forward import CausalLMLoss  # noqa: E402
-from tuneforge.train.dpo import DPORecipe, make_reference  # noqa: E402
+from tuneforge.training.dpo import DPORecipe, make_reference  # noqa: E402
 
 
 BETA = 0.1

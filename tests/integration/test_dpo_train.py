@@ -13,7 +13,7 @@ from tuneforge.config import from_dict
 from tuneforge.data.dpo import build_dpo_data
 from tuneforge.models.builtin import toy_model, toy_tokenizer
 from tuneforge.models.forward import CausalLMLoss
-from tuneforge.train.dpo import collate_pairs, sequence_logps
+from tuneforge.training.dpo import collate_pairs, sequence_logps
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DPO_TRAIN, DPO_VAL = EXAMPLES / "data" / "dpo_train.jsonl", EXAMPLES / "data" / "dpo_val.jsonl"

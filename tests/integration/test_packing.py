@@ -155,7 +155,7 @@ def test_dpo_packed_pairs_give_the_same_sequence_logps_and_training_losses(tmp_p
     """DPO packing: chosen and rejected rows of a micro-batch in one sequence; per-row sums are split at
     the position-id restarts and equal the padded batch's, and so do whole training runs."""
     from tuneforge.data.dpo import EncodedPair
-    from tuneforge.train.dpo import collate_pairs, sequence_logps
+    from tuneforge.training.dpo import collate_pairs, sequence_logps
 
     rng = random.Random(1)
     pairs = []

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import tuneforge
 from tuneforge.cli import main
-from tuneforge.train import checkpoint as ck
+from tuneforge.training import checkpoint as ck
 
 
 def _losses(out):

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from tuneforge.train import sampler
-from tuneforge.train.sampler import Geometry, epoch_steps, steps_per_epoch
+from tuneforge.training import sampler
+from tuneforge.training.sampler import Geometry, epoch_steps, steps_per_epoch
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

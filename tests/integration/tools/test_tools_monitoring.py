@@ -48,7 +48,7 @@ PROBE = textwrap.dedent("""
     import json, resource, sys
     import torch, transformers, peft, accelerate  # noqa: F401  imported before the baseline
     import tuneforge
-    from tuneforge.train import run  # noqa: F401
+    from tuneforge.training import run  # noqa: F401
     from tuneforge.monitor import host_memory
     cfg = json.loads(sys.argv[1])
     base = host_memory()["host_rss_gib"]

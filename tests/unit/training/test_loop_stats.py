@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from tuneforge.train.loop import TrainingLoop
+from tuneforge.training.loop import TrainingLoop
 
 
 def test_device_stat_sums_equal_python_float_sums():

@@ -9,8 +9,8 @@ import torch
 
 from tuneforge.config import from_dict
 from tuneforge.errors import ConfigError
-from tuneforge.train import parallel
-from tuneforge.train.launch import launch_command
+from tuneforge.training import parallel
+from tuneforge.training.launch import launch_command
 
 def test_defaults_are_ddp(data):
     cfg = from_dict({"train_data": data})

@@ -9,8 +9,8 @@ import tuneforge
 from tuneforge.cli import main
 from tuneforge.config import from_dict
 from tuneforge.errors import ConfigError
-from tuneforge.train import batch_fit
-from tuneforge.train.batch_fit import fit_micro_batch, geometry_for, is_oom, oom_message, rechunk
+from tuneforge.training import batch_fit
+from tuneforge.training.batch_fit import fit_micro_batch, geometry_for, is_oom, oom_message, rechunk
 
 CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
                        "you tried to allocate 68719476736 bytes.")
@@ -72,7 +72,7 @@ def data(tmp_path, write_jsonl):
 
 def _fake_oom_above(monkeypatch, limit):
     """Every forward with more than ``limit`` rows runs 'out of memory', as a GPU would."""
-    from tuneforge.train.sft import SFTRecipe
+    from tuneforge.training.sft import SFTRecipe
 
     real = SFTRecipe.loss
 
@@ -100,7 +100,7 @@ def test_auto_batch_size_finds_what_fits_and_keeps_the_effective_batch(tmp_path,
 
 def test_oom_mid_run_with_auto_shrinks_and_continues(tmp_path, data, monkeypatch):
     # the probe passes (4 rows), later steps "run out" above 2 rows: e.g. fragmentation on a long run
-    from tuneforge.train import loop as loop_mod
+    from tuneforge.training import loop as loop_mod
 
     real_step = loop_mod.TrainingLoop._forward_backward
 
@@ -132,7 +132,7 @@ def test_oom_with_a_fixed_batch_is_a_clear_exit_3(tmp_path, data, monkeypatch, c
 
 
 def test_cpu_allocator_failure_is_reported_the_same_way(tmp_path, data, monkeypatch, capsys):
-    from tuneforge.train.sft import SFTRecipe
+    from tuneforge.training.sft import SFTRecipe
 
     def loss(self, module, batch):
         raise CPU_OOM

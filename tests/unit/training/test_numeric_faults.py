@@ -16,9 +16,9 @@ from tuneforge.models.builtin import toy_model
 from tuneforge.models.forward import CausalLMLoss
 from tuneforge.models.load import attach_lora
 from tuneforge.monitor import MetricsLog
-from tuneforge.train import checkpoint as ck
-from tuneforge.train.loop import TrainingLoop
-from tuneforge.train.sft import SFTRecipe
+from tuneforge.training import checkpoint as ck
+from tuneforge.training.loop import TrainingLoop
+from tuneforge.training.sft import SFTRecipe
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_step_without_trained_tokens_is_skipped_not_a_silent_zero(tmp_path, to
 
 
 def test_consecutive_faults_abort_with_exit_code_3_and_keep_the_last_good_checkpoint(tmp_path, data, monkeypatch):
-    from tuneforge.train.sft import SFTRecipe as Recipe
+    from tuneforge.training.sft import SFTRecipe as Recipe
 
     real = Recipe.loss
     calls = {"n": 0}
@@ -135,7 +135,7 @@ def test_consecutive_faults_abort_with_exit_code_3_and_keep_the_last_good_checkp
 
 
 def test_cli_exit_code_3_on_repeated_nan(tmp_path, data, monkeypatch, capsys):
-    from tuneforge.train.sft import SFTRecipe as Recipe
+    from tuneforge.training.sft import SFTRecipe as Recipe
 
     real = Recipe.loss
     monkeypatch.setattr(Recipe, "loss", lambda self, module, batch: (

@@ -8,8 +8,8 @@ from tuneforge.data.sft import build_sft_data
 from tuneforge.models.builtin import toy_model
 from tuneforge.models.forward import CausalLMLoss
 from tuneforge.monitor import MetricsLog
-from tuneforge.train.loop import TrainingLoop
-from tuneforge.train.sft import SFTRecipe
+from tuneforge.training.loop import TrainingLoop
+from tuneforge.training.sft import SFTRecipe
 
 
 def _grads_after_one_step(tmp_path, tok, data_file, batch, accumulation):

@@ -12,9 +12,9 @@ from tuneforge.models.builtin import toy_model
 from tuneforge.models.forward import CausalLMLoss
 from tuneforge.models.load import attach_lora
 from tuneforge.monitor import MetricsLog
-from tuneforge.train import checkpoint as ck
-from tuneforge.train.loop import TrainingLoop
-from tuneforge.train.sft import SFTRecipe
+from tuneforge.training import checkpoint as ck
+from tuneforge.training.loop import TrainingLoop
+from tuneforge.training.sft import SFTRecipe
 
 
 def _loop(tmp_path, tok, data_file, **keys):
