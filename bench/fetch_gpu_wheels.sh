@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Download the wheels bench/gpu.sh installs on the GPU machine (its image has torch, transformers, peft and
 # accelerate, but not trl, datasets or liger-kernel) into .whl/ (git-ignored; pass it to the device run's
-# `carry`), and copy the TRL anchor beside them. Python 3.12, x86_64 manylinux; ~65 MB without bitsandbytes.
+# `carry`), and copy the TRL side (bench/trl_side.py) beside them. Python 3.12, x86_64 manylinux; ~65 MB without bitsandbytes.
 #   bash bench/fetch_gpu_wheels.sh            # trl, datasets (+ pyarrow, pandas, ...), liger-kernel
 #   WITH_BNB=1 bash bench/fetch_gpu_wheels.sh # also bitsandbytes (+43 MB) for QLoRA runs
 set -euo pipefail
@@ -25,7 +25,7 @@ for spec in "${PKGS[@]}"; do
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$DEST" "$spec"
 done
-ANCHOR=${ANCHOR:-../shared/bench/trl_anchor.py}
+ANCHOR=${ANCHOR:-bench/trl_side.py}
 cp "$ANCHOR" "$DEST/trl_anchor.py"
 du -sh "$DEST"
 ls -1 "$DEST"

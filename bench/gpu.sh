@@ -30,7 +30,7 @@ say() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
 bench() {  # label, then run_bench.py arguments
   local label=$1; shift
   say "start: $label"
-  python3 bench/run_bench.py --anchor .whl/trl_anchor.py --work "$WORK" --out "$OUT/results.jsonl" \
+  python3 bench/run_bench.py --work "$WORK" --out "$OUT/results.jsonl" \
     --steps "$STEPS" --warm "$WARM" --max-length 1024 --no-check-tokens "$@" >>"$LOG" 2>&1
   say "done ($?): $label"
 }

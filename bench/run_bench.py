@@ -27,8 +27,7 @@ from report import fmt, table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_ANCHOR_PATHS = (REPO.parent / "shared" / "bench" / "trl_anchor.py", REPO / ".whl" / "trl_anchor.py",
-                        HERE / "out" / "trl_anchor.py")
+DEFAULT_ANCHOR_PATHS = (HERE / "trl_side.py",)  # the TRL side, in this repository
 # What each method means for the anchor (it has no QLoRA: 4-bit runs are compared with TRL LoRA).
 ANCHOR_PEFT = {"lora": "lora", "full": "full", "qlora4": "lora"}
 CPU_SUITE = (("sft", "lora"), ("dpo", "lora"), ("sft", "full"))
@@ -54,7 +53,7 @@ def find_anchor(explicit: str | None) -> Path:
     for path in ([Path(explicit)] if explicit else list(DEFAULT_ANCHOR_PATHS)):
         if path.is_file():
             return path.resolve()
-    raise SystemExit("trl_anchor.py not found: pass --anchor PATH (looked in "
+    raise SystemExit("TRL-side script not found: pass --anchor PATH (looked in "
                      + ", ".join(str(p) for p in DEFAULT_ANCHOR_PATHS) + ")")
 
 
@@ -241,7 +240,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warm", type=int, default=2, help="warm-up steps, excluded from tok/s")
     ap.add_argument("--bs", type=int, default=8, help="rows per step, both sides (the anchor's default is 8)")
     ap.add_argument("--max-length", type=int, default=512, help="anchor max_length = tuneforge seq_length")
-    ap.add_argument("--anchor", help="path to trl_anchor.py (default: ../shared/bench/trl_anchor.py, .whl/, bench/out/)")
+    ap.add_argument("--anchor", help="path to the TRL-side script (default: bench/trl_side.py)")
     ap.add_argument("--work", default=str(HERE / "out" / "work"), help="dumps, configs, logs, run outputs")
     ap.add_argument("--out", default=str(HERE / "out" / "results.jsonl"), help="JSON lines appended here")
     ap.add_argument("--skip-trl", action="store_true", help="tuneforge only (no TRL run, no ratios)")

@@ -46,7 +46,7 @@ class TrainConfig:
     overwrite_output_dir: bool = _f(False, "Replace a finished run already in output_dir (otherwise refused, so no run is lost by accident).")
     # --- the service's hyperparameters ----------------------------------------------------------
     learning_rate: float = _f(1e-4, "Peak learning rate of AdamW.", lo=0.0, hi=1.0, lo_open=True)
-    num_train_epochs: float = _f(3.0, "Passes over the training data (the guide recommends 2-10; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
+    num_train_epochs: float = _f(3.0, "Passes over the training data (2-10 is the usual range for fine-tuning; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
     per_device_train_batch_size: Union[int, Literal["auto"]] = _f(4, "Rows per device per micro-batch, or 'auto': the largest that fits memory, found by trying a forward+backward on the longest rows (halving from 64), with gradient_accumulation_steps adjusted to keep effective_batch_size.", lo=1)
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step: effective batch = batch size x this x processes.", lo=1)
     effective_batch_size: Optional[int] = _f(None, "Rows per optimizer step over all processes. When set, gradient_accumulation_steps is derived from it (= this / (batch size x processes)). Default: per_device_train_batch_size x gradient_accumulation_steps x processes.", lo=1)
@@ -71,7 +71,7 @@ class TrainConfig:
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input.", lo=0.0, hi=0.9)
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters (default: the 4 attention projections; 'all-linear' for every linear layer).")
     # --- DPO ------------------------------------------------------------------------------------
-    dpo_loss_type: Literal["sigmoid", "ipo", "hinge", "simpo", "orpo"] = _f("sigmoid", "Preference loss: sigmoid (the guide's DPO), ipo, hinge, or the reference-free simpo and orpo.")
+    dpo_loss_type: Literal["sigmoid", "ipo", "hinge", "simpo", "orpo"] = _f("sigmoid", "Preference loss: sigmoid (the DPO paper's loss), ipo, hinge, or the reference-free simpo and orpo.")
     dpo_reference: Literal["precompute", "copy"] = _f("precompute", "Full-parameter DPO reference: log-probs precomputed in one pass before training, or a frozen model copy.")
     simpo_gamma: float = _f(0.5, "SimPO target reward margin (gamma/beta ratio x beta).", lo=0.0)
     # --- evaluation, logging, saving ------------------------------------------------------------

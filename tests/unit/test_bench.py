@@ -38,3 +38,20 @@ def test_mfu():
     run = {"tok_per_s": 1000.0, "extra": {"params": 7_000_000_000}}
     assert report.mfu(run, "lora", 989.0) == pytest.approx(4 * 7e9 * 1000 / 989e12)
     assert report.mfu(run, "full", 989.0) == pytest.approx(6 * 7e9 * 1000 / 989e12)
+
+
+def test_trl_side_rows_follow_the_protocol():
+    """The TRL side's synthetic rows: lengths inside the protocol's ranges, real tokens = words + EOS capped."""
+    trl_side = pytest.importorskip("trl_side")
+    rows, real = trl_side.synthetic_rows("sft", 40, 4096, max_length=512)
+    again, _ = trl_side.synthetic_rows("sft", 40, 4096, max_length=512)
+    assert rows == again  # seeded: TRL and tuneforge train on the same rows
+    for row, n in zip(rows, real):
+        prompt, answer = len(row["prompt"].split()), len(row["completion"].split())
+        assert 16 <= prompt <= 256 and 16 <= answer <= 768
+        assert n == min(512, prompt + answer + 1)
+    pairs, pair_real = trl_side.synthetic_rows("dpo", 10, 4096, max_length=300)
+    for row, n in zip(pairs, pair_real):
+        p, c, r = (len(row[k].split()) for k in ("prompt", "chosen", "rejected"))
+        assert 16 <= c <= 512 and 16 <= r <= 512
+        assert n == min(300, p + c + 1) + min(300, p + r + 1)
