@@ -1,6 +1,7 @@
 """tuneforge: supervised fine-tuning and DPO for causal language models (full, LoRA, QLoRA)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __version__ = "0.1.0"
@@ -20,7 +21,12 @@ def run_config(config: Any = None, overrides: list[str] | None = None, *, progre
         cfg = from_dict({**config, **kwargs})
     else:
         cfg = load_config(config, overrides, **kwargs)
-    return run_training(cfg, progress=progress)
+    summary = run_training(cfg, progress=progress)
+    if cfg.eval_after_training and os.environ.get("RANK", "0") == "0":  # the command layer evaluates, not the engine
+        from .evaluation.after_training import evaluate_after_training
+
+        evaluate_after_training(cfg)  # results: output_dir/eval/validation/
+    return summary
 
 
 train = run_config  # the documented name

@@ -1,6 +1,7 @@
 """Command line: ``tuneforge train CONFIG [key=value ...]`` and the workflow tools.
 
-Every user error (config, data, paths) ends as one message on stderr and exit code 2.
+Every user error (config, data, paths) ends as one message on stderr and exit code 2; the other codes
+(3 numeric fault, 4 disk full, 130 SIGINT, 143 SIGTERM) are listed in docs/reliability.md.
 """
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.tools.merge",
     "tuneforge.tools.chat",
     "tuneforge.tools.generate",
+    "tuneforge.tools.cache",
+    "tuneforge.service.cli",
+    "tuneforge.serving.cli",
+    "tuneforge.evaluation.cli",
+    "tuneforge.gallery.cli",
 ]
 
 
@@ -46,10 +52,13 @@ def _leave_process_group() -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .errors import ConfigError
     from .training.run import run_training
 
     cfg = load_config(args.config, args.overrides)
-    if getattr(args, "own_process", False) and not (cfg.load_in_4bit or cfg.load_in_8bit) \
+    if args.nproc < 0:
+        raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process.")
+    if getattr(args, "own_process", False) and not cfg.quantized \
             and "bitsandbytes" not in sys.modules:
         # peft imports bitsandbytes whenever it is installed, and that import pulls in torch's compiler
         # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
@@ -67,14 +76,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch_processes(args.config, args.overrides, nproc)
     summary = run_training(cfg, progress=not args.no_progress)
     _leave_process_group()
-    first, last = summary.first_eval.get("eval_loss"), summary.last_eval.get("eval_loss")
-    if first is not None and last is not None and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
-        print(f"eval_loss: {first:.4f} at start -> {last:.4f} at the end")
+    if summary.run_evals and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
+        print(_eval_summary(summary.run_evals))
+    if cfg.eval_after_training and os.environ.get("RANK", "0") == "0":  # the run is saved: rank 0 evaluates it
+        from .evaluation.after_training import evaluate_after_training
+
+        summary.model = None  # the saved run is reloaded for inference: free the training copy first
+        evaluate_after_training(cfg)
     return 0
 
 
+def _eval_summary(evals: list[dict]) -> str:
+    """First and last evaluation of the whole run (a resumed run included), each with its step."""
+    first, last = evals[0], evals[-1]
+    start = "at start" if first.get("step") == 0 else f"at step {first.get('step')}"
+    return f"eval_loss: {first['eval_loss']:.4f} {start} -> {last['eval_loss']:.4f} at the end (step {last.get('step')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune causal language models: SFT and DPO, full / LoRA / QLoRA.")
+    parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train from a YAML/JSON config", epilog=_train_epilog(),
                            formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -82,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="YAML or JSON config file (optional when every key is given as key=value)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. learning_rate=2e-4")
     train.add_argument("--nproc", type=int, default=0, help="launch this many local processes (data parallel)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar or per-step lines (evaluations and events are still printed; "
+                            "metrics.jsonl is still written)")
     train.set_defaults(func=_cmd_train)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
@@ -98,6 +123,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*kernels.*")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # DeepSpeed announces on import that it found no GPU ("Setting accelerator to CPU"), on every run where
+    # it is installed, used or not. Its logger resets its level on creation; a filter survives that.
+    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to" not in record.getMessage())
     try:
         from transformers.utils import logging as hf_logging
 
@@ -108,8 +136,31 @@ def quiet_libraries() -> None:
 
 
 def entry() -> None:
-    """The console script: this process runs one command and exits."""
-    sys.exit(main(own_process=True))
+    """The console script: this process runs one command and exits (signals: one line, exit 130 / 143)."""
+    from .training import interrupts
+
+    interrupts.install_process_handlers()
+    try:
+        code = main(own_process=True)
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:  # before or after the command ran
+        code = _report_interrupt(exc)
+    sys.exit(code)
+
+
+def _report_interrupt(exc: BaseException) -> int:
+    from .training import interrupts
+    from .training.launch import report_error
+
+    code = interrupts.EXIT_CODES[interrupts.signal_of(exc)]
+    if not report_error(exc if str(exc) else type(exc)(_interrupt_text(exc)), code):
+        code = interrupts.report(exc)
+    return code
+
+
+def _interrupt_text(exc: BaseException) -> str:
+    from .training import interrupts
+
+    return "interrupted" if interrupts.signal_of(exc) == interrupts.signal.SIGINT else "terminated"
 
 
 def main(argv: list[str] | None = None, own_process: bool = False) -> int:
@@ -129,14 +180,19 @@ def main(argv: list[str] | None = None, own_process: bool = False) -> int:
     if getattr(args, "config", None) and "=" in args.config and not os.path.exists(args.config):
         args.overrides = [args.config] + list(args.overrides)
         args.config = None
+    from .training import interrupts
+    from .training.launch import report_error
+
     try:
         return int(args.func(args) or 0)
+    except interrupts.RunInterrupted as err:
+        return err.exit_code if report_error(err, err.exit_code) else interrupts.report(err)
     except TuneforgeError as err:
-        print(f"tuneforge: error: {err}", file=sys.stderr)
+        if not report_error(err, err.exit_code):  # a launched process hands it to the launcher instead
+            print(f"tuneforge: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("tuneforge: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
+        return _report_interrupt(exc)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,15 +20,40 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from . import preflight
 from .errors import ConfigError
+from .preference_losses import PREFERENCE_LOSSES
 
 BUILTIN_MODEL = "builtin:toy"
+# dpo_loss_type's allowed values: the registered preference losses (preference_losses.py).
+PreferenceLossName = Literal[tuple(PREFERENCE_LOSSES)]
+
+# Upper bounds of keys whose field declares none: beyond them a value is a typo or hostile, and would end in
+# an overflow deep inside a library or a run without end. Any other integer key is capped at INT_MAX.
+UPPER_BOUNDS: dict[str, float] = {
+    "per_device_train_batch_size": 65536, "gradient_accumulation_steps": 65536, "effective_batch_size": 1 << 24,
+    "seq_length": 1 << 20, "max_steps": 10 ** 9, "seed": 2 ** 32 - 1, "lora_alpha": 1e5, "max_grad_norm": 1e6,
+    "simpo_gamma": 100.0, "logging_steps": 10 ** 9, "eval_steps": 10 ** 9, "save_steps": 10 ** 9,
+    "save_total_limit": 10 ** 6, "early_stopping_patience": 10 ** 6, "max_consecutive_nonfinite_steps": 10 ** 6,
+    "data_num_workers": 1024,
+}
+INT_MAX = 2 ** 31 - 1
+
+# Values in error messages are shortened: a YAML alias "bomb" (a few lines that reference each other into
+# billions of elements) must be refused without being expanded into text.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 80, 80
+
+
+def show(value: Any) -> str:
+    """A bounded repr of a config value, for messages."""
+    return _SHORT.repr(value)
 
 _UNSET = object()
 
 
-def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
-       lo_open: bool = False) -> Any:
+def config_key(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False) -> Any:
     """A config field with its help text and optional numeric bounds (lo inclusive unless lo_open)."""
     meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open}
     if isinstance(default, list):
@@ -36,72 +64,91 @@ def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = N
 @dataclass
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------
-    training_strategy: Literal["sft", "dpo"] = _f("sft", "Training stage: 'sft' (supervised fine-tuning) or 'dpo' (preference optimization).")
-    model: str = _f(BUILTIN_MODEL, "Base model: a local Hugging Face model directory, a hub id, or 'builtin:toy' (a tiny random-init toy model for trying the pipeline offline; it learns nothing useful).")
-    adapter_name_or_path: Optional[str] = _f(None, "Start from this LoRA adapter (e.g. an SFT run's output_dir). For DPO the adapter is also the frozen reference.")
-    train_data: Optional[str] = _f(None, "Training data file: JSON array or JSONL (also .csv/.parquet). Row formats are detected per file.")
-    validation_data: Optional[str] = _f(None, "Validation data file (same formats). Alternative to validation_split.")
-    validation_split: float = _f(0.0, "Fraction of train_data held out for validation when validation_data is not given (0 = none).", lo=0.0, hi=0.5)
-    output_dir: str = _f("runs/tuneforge-run", "Where the adapter/model, tokenizer, resolved config, metrics.jsonl and checkpoints are written.")
-    overwrite_output_dir: bool = _f(False, "Replace a finished run already in output_dir (otherwise refused, so no run is lost by accident).")
+    training_strategy: Literal["sft", "dpo"] = config_key("sft", "Training stage: 'sft' (supervised fine-tuning) or 'dpo' (preference optimization).")
+    model: str = config_key(BUILTIN_MODEL, "Base model: a local Hugging Face model directory, a hub id, or 'builtin:toy' (a tiny random-init toy model for trying the pipeline offline; it learns nothing useful).")
+    adapter_name_or_path: Optional[str] = config_key(None, "Start from this LoRA adapter (e.g. an SFT run's output_dir). For DPO the adapter is also the frozen reference.")
+    train_data: Optional[Union[str, list[str]]] = config_key(None, "Training data: a file (JSON array, JSONL, CSV, Parquet), a directory of such shards or a saved Hugging Face dataset; or a list of them to mix, each a path or {path, weight, max_rows} (weight: rows taken per epoch as a multiple of the source's rows, e.g. 0.3 or 2; max_rows: only its first rows). Row formats are detected per file.")
+    validation_data: Optional[str] = config_key(None, "Validation data file (same formats). Alternative to validation_split.")
+    validation_split: float = config_key(0.0, "Fraction of train_data held out for validation when validation_data is not given (0 = none).", lo=0.0, hi=0.5)
+    output_dir: str = config_key("runs/tuneforge-run", "Where the adapter/model, tokenizer, resolved config, metrics.jsonl and checkpoints are written.")
+    overwrite_output_dir: bool = config_key(False, "Replace a finished run already in output_dir (otherwise refused, so no run is lost by accident).")
     # --- the service's hyperparameters ----------------------------------------------------------
-    learning_rate: float = _f(1e-4, "Peak learning rate of AdamW.", lo=0.0, hi=1.0, lo_open=True)
-    num_train_epochs: float = _f(3.0, "Passes over the training data (2-10 is the usual range for fine-tuning; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
-    per_device_train_batch_size: Union[int, Literal["auto"]] = _f(4, "Rows per device per micro-batch, or 'auto': the largest that fits memory, found by trying a forward+backward on the longest rows (halving from 64), with gradient_accumulation_steps adjusted to keep effective_batch_size.", lo=1)
-    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step: effective batch = batch size x this x processes.", lo=1)
-    effective_batch_size: Optional[int] = _f(None, "Rows per optimizer step over all processes. When set, gradient_accumulation_steps is derived from it (= this / (batch size x processes)). Default: per_device_train_batch_size x gradient_accumulation_steps x processes.", lo=1)
-    seq_length: int = _f(1024, "Maximum tokens of one sample (SFT: system+instruction+output; DPO: each of prompt+chosen and prompt+rejected). Longer rows are truncated.", lo=8)
-    lora_dim: int = _f(32, "LoRA rank. 0 = full-parameter training.", lo=0, hi=4096)
-    lora_alpha: Optional[float] = _f(None, "LoRA scaling alpha (typically 0.5-2x lora_dim). Default: 2 x lora_dim.", lo=0.0, lo_open=True)
-    dpo_beta: float = _f(0.1, "DPO beta: higher keeps the policy closer to the reference. Ignored for SFT.", lo=0.0, lo_open=True, hi=100.0)
-    load_in_4bit: bool = _f(False, "QLoRA: load the base model in 4-bit NF4 (double quantization) through bitsandbytes.")
-    load_in_8bit: bool = _f(False, "QLoRA: load the base model in 8-bit through bitsandbytes.")
-    apply_chat_template: bool = _f(True, "true: render rows with the tokenizer's chat template; false: plain concatenation, the data carries its own special tokens.")
-    system_prompt: Optional[str] = _f(None, "System message for rows that have none; replaces a chat template's built-in default system prompt.")
+    learning_rate: float = config_key(1e-4, "Peak learning rate of AdamW.", lo=0.0, hi=1.0, lo_open=True)
+    num_train_epochs: float = config_key(3.0, "Passes over the training data (2-10 is the usual range for fine-tuning; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
+    per_device_train_batch_size: Union[int, Literal["auto"]] = config_key(4, "Rows per device per micro-batch, or 'auto': the largest that fits memory, found by trying a forward+backward on the longest rows (halving from 64), with gradient_accumulation_steps adjusted to keep effective_batch_size.", lo=1)
+    gradient_accumulation_steps: int = config_key(1, "Micro-batches per optimizer step: effective batch = batch size x this x processes.", lo=1)
+    effective_batch_size: Optional[int] = config_key(None, "Rows per optimizer step over all processes. When set, gradient_accumulation_steps is derived from it (= this / (batch size x processes)). Default: per_device_train_batch_size x gradient_accumulation_steps x processes.", lo=1)
+    seq_length: int = config_key(1024, "Maximum tokens of one sample (SFT: system+instruction+output; DPO: each of prompt+chosen and prompt+rejected). Longer rows are truncated.", lo=8)
+    lora_dim: int = config_key(32, "LoRA rank. 0 = full-parameter training.", lo=0, hi=4096)
+    lora_alpha: Optional[float] = config_key(None, "LoRA scaling alpha (typically 0.5-2x lora_dim). Default: 2 x lora_dim.", lo=0.0, lo_open=True)
+    dpo_beta: float = config_key(0.1, "DPO beta: higher keeps the policy closer to the reference. Ignored for SFT.", lo=0.0, lo_open=True, hi=100.0)
+    load_in_4bit: bool = config_key(False, "QLoRA: load the base model in 4-bit NF4 (double quantization) through bitsandbytes.")
+    load_in_8bit: bool = config_key(False, "QLoRA: load the base model in 8-bit through bitsandbytes.")
+    apply_chat_template: bool = config_key(True, "true: render rows with the tokenizer's chat template; false: plain concatenation, the data carries its own special tokens.")
+    system_prompt: Optional[str] = config_key(None, "System message for rows that have none; replaces a chat template's built-in default system prompt.")
     # --- optimisation ---------------------------------------------------------------------------
-    lr_scheduler_type: Literal["cosine", "linear", "constant"] = _f("cosine", "Learning-rate decay after warmup.")
-    warmup_ratio: float = _f(0.03, "Fraction of optimizer steps spent warming the learning rate up linearly from 0.", lo=0.0, hi=0.5)
-    weight_decay: float = _f(0.0, "AdamW weight decay (not applied to biases and norms).", lo=0.0, hi=1.0)
-    adam_beta1: float = _f(0.9, "AdamW beta1.", lo=0.0, hi=1.0)
-    adam_beta2: float = _f(0.999, "AdamW beta2.", lo=0.0, hi=1.0)
-    max_grad_norm: float = _f(1.0, "Clip the global gradient norm to this (0 = no clipping).", lo=0.0)
-    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1 = run num_train_epochs).", lo=-1)
-    seed: int = _f(42, "Random seed for initialisation, data order and dropout.", lo=0)
+    lr_scheduler_type: Literal["cosine", "linear", "constant"] = config_key("cosine", "Learning-rate decay after warmup.")
+    warmup_ratio: float = config_key(0.03, "Fraction of optimizer steps spent warming the learning rate up linearly from 0.", lo=0.0, hi=0.5)
+    weight_decay: float = config_key(0.0, "AdamW weight decay (not applied to biases and norms).", lo=0.0, hi=1.0)
+    adam_beta1: float = config_key(0.9, "AdamW beta1.", lo=0.0, hi=1.0)
+    adam_beta2: float = config_key(0.999, "AdamW beta2.", lo=0.0, hi=1.0)
+    max_grad_norm: float = config_key(1.0, "Clip the global gradient norm to this (0 = no clipping).", lo=0.0)
+    max_steps: int = config_key(-1, "Stop after this many optimizer steps (-1 = run num_train_epochs).", lo=-1)
+    seed: int = config_key(42, "Random seed for initialisation, data order and dropout.", lo=0)
     # --- LoRA -----------------------------------------------------------------------------------
-    lora_dropout: float = _f(0.05, "Dropout on the LoRA input.", lo=0.0, hi=0.9)
-    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters (default: the 4 attention projections; 'all-linear' for every linear layer).")
+    lora_dropout: float = config_key(0.05, "Dropout on the LoRA input.", lo=0.0, hi=0.9)
+    lora_target_modules: list[str] = config_key(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters (default: the 4 attention projections; 'all-linear' for every linear layer).")
+    disable_dropout: Optional[bool] = config_key(None, "Turn every dropout (LoRA's included) off while training. Default: on for DPO, as the DPO authors and TRL do (the policy's log-probs are compared with the dropout-free reference's, so dropout would only add noise to the loss); off for SFT.")
     # --- DPO ------------------------------------------------------------------------------------
-    dpo_loss_type: Literal["sigmoid", "ipo", "hinge", "simpo", "orpo"] = _f("sigmoid", "Preference loss: sigmoid (the DPO paper's loss), ipo, hinge, or the reference-free simpo and orpo.")
-    dpo_reference: Literal["precompute", "copy"] = _f("precompute", "Full-parameter DPO reference: log-probs precomputed in one pass before training, or a frozen model copy.")
-    simpo_gamma: float = _f(0.5, "SimPO target reward margin (gamma/beta ratio x beta).", lo=0.0)
+    dpo_loss_type: PreferenceLossName = config_key("sigmoid", "Preference loss: sigmoid (the DPO paper's loss), ipo, hinge, or the reference-free simpo and orpo.")
+    dpo_reference: Literal["precompute", "copy"] = config_key("precompute", "Full-parameter DPO reference: log-probs precomputed in one pass before training, or a frozen model copy.")
+    simpo_gamma: float = config_key(0.5, "SimPO target reward margin (gamma/beta ratio x beta).", lo=0.0)
     # --- evaluation, logging, saving ------------------------------------------------------------
-    logging_steps: int = _f(10, "Log training metrics every this many optimizer steps.", lo=1)
-    eval_steps: int = _f(50, "Evaluate every this many optimizer steps (0 = only at each epoch end).", lo=0)
-    save_steps: int = _f(0, "Save a resumable checkpoint every this many optimizer steps (0 = only at epoch ends; -1 = never: the run cannot be resumed, its final output and best model are still saved).", lo=-1)
-    save_total_limit: int = _f(2, "Checkpoints kept besides the best one.", lo=1)
-    early_stopping_patience: int = _f(0, "Stop after this many evaluations without improvement of metric_for_best_model (0 = never).", lo=0)
-    metric_for_best_model: str = _f("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT) or eval_rewards/accuracies (DPO).")
+    logging_steps: int = config_key(10, "Log training metrics every this many optimizer steps.", lo=1)
+    eval_steps: int = config_key(50, "Evaluate every this many optimizer steps (0 = only at each epoch end).", lo=0)
+    save_steps: int = config_key(0, "Save a resumable checkpoint every this many optimizer steps (0 = only at epoch ends; -1 = never: the run cannot be resumed, its final output and best model are still saved).", lo=-1)
+    save_total_limit: int = config_key(2, "Checkpoints kept besides the best one.", lo=1)
+    early_stopping_patience: int = config_key(0, "Stop after this many evaluations without improvement of metric_for_best_model (0 = never).", lo=0)
+    metric_for_best_model: str = config_key("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT) or eval_rewards/accuracies (DPO).")
+    eval_after_training: bool = config_key(False, "After the run: greedy answers to the validation set scored with exact match, BLEU, ROUGE-L and chrF (as 'tuneforge eval' does), written to output_dir/eval/validation/ next to metrics.jsonl.")
     # --- runtime --------------------------------------------------------------------------------
-    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = _f("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
-    gradient_checkpointing: Union[bool, Literal["auto"]] = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
-    packing: bool = _f(False, "Concatenate the rows of a micro-batch (SFT rows; DPO chosen and rejected rows) into one sequence without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
-    group_by_length: bool = _f(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the model repository to run.")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = _f("sdpa", "Attention kernel passed to transformers.")
-    on_bad_rows: Literal["error", "skip"] = _f("error", "A malformed data row stops the run before training (error) or is dropped and counted (skip).")
-    resume_from_checkpoint: Optional[str] = _f(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Rerun the same command after a crash to continue exactly where the run stopped.")
-    resume_ignore_config_changes: bool = _f(False, "Resume even when keys that define the run (model, lora_dim, seq_length, data, batch geometry ...) differ from the checkpoint's. The continued run is then not the same run.")
-    max_consecutive_nonfinite_steps: int = _f(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
-    report_to: Literal["none", "tensorboard"] = _f("none", "Extra metric sink besides metrics.jsonl.")
-    allow_pickle_weights: bool = _f(False, "Allow loading pickle (.bin) weights. Off: only safetensors are loaded.")
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = config_key("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
+    gradient_checkpointing: Union[bool, Literal["auto"]] = config_key(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
+    packing: bool = config_key(False, "Concatenate the rows of a micro-batch (SFT rows; DPO chosen and rejected rows) into one sequence without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
+    group_by_length: bool = config_key(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")
+    trust_remote_code: bool = config_key(False, "Allow model code shipped with the model repository to run.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = config_key("sdpa", "Attention kernel passed to transformers.")
+    on_bad_rows: Literal["error", "skip"] = config_key("error", "A malformed data row stops the run before training (error) or is dropped and counted (skip).")
+    data_cache_dir: Optional[str] = config_key(None, "Directory of the tokenized data cache (default: $TUNEFORGE_DATA_CACHE, else ~/.cache/tuneforge/data). Rows are tokenized once per data content and encoding settings, then memory-mapped by every run and process; 'tuneforge cache ls|clear' manages it.")
+    data_num_workers: Optional[int] = config_key(None, "Processes that tokenize the data when its cache entry is built (default: the CPU cores available). The result is identical for any number.", lo=1)
+    resume_from_checkpoint: Optional[str] = config_key(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Rerun the same command after a crash to continue exactly where the run stopped.")
+    resume_ignore_config_changes: bool = config_key(False, "Resume even when keys that define the run (model, lora_dim, seq_length, data, batch geometry ...) differ from the checkpoint's. The continued run is then not the same run.")
+    max_consecutive_nonfinite_steps: int = config_key(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
+    report_to: Literal["none", "tensorboard"] = config_key("none", "Extra metric sink besides metrics.jsonl.")
+    allow_pickle_weights: bool = config_key(False, "Allow loading pickle (.bin) weights. Off: only safetensors are loaded.")
     # --- multi-device (README: Training on several devices) ------------------------------------------------
-    fsdp: Optional[Literal["full_shard"]] = _f(None, "Shard parameters, gradients and optimizer state over the processes with PyTorch FSDP: 'full_shard' (LoRA and full). Default with more than one process: DDP (a full replica per process).")
-    deepspeed: Optional[str] = _f(None, "Train through DeepSpeed ZeRO: 'zero2', 'zero3' (shipped configs) or a path to a DeepSpeed JSON config ('auto' values are filled from this config). Needs pip install deepspeed.")
+    fsdp: Optional[Literal["full_shard"]] = config_key(None, "Shard parameters, gradients and optimizer state over the processes with PyTorch FSDP: 'full_shard' (LoRA and full). Default with more than one process: DDP (a full replica per process).")
+    deepspeed: Optional[str] = config_key(None, "Train through DeepSpeed ZeRO: 'zero2', 'zero3' (shipped configs) or a path to a DeepSpeed JSON config ('auto' values are filled from this config). Needs pip install deepspeed.")
 
     # ------------------------------------------------------------------------------------------
     @property
+    def is_full(self) -> bool:
+        """Full-parameter training (lora_dim: 0): every weight is trained."""
+        return self.lora_dim == 0
+
+    @property
+    def is_lora(self) -> bool:
+        """LoRA adapters are trained (lora_dim > 0), on a 16/32-bit or a quantized base (QLoRA)."""
+        return self.lora_dim > 0
+
+    @property
+    def quantized(self) -> bool:
+        """The base model loads in 4 or 8 bit (QLoRA)."""
+        return self.load_in_4bit or self.load_in_8bit
+
+    @property
     def method(self) -> str:
-        if self.lora_dim == 0:
+        if self.is_full:
             return "full"
         if self.load_in_4bit:
             return "qlora-4bit"
@@ -117,10 +164,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
-        """Cross-field checks; single-field types and ranges are checked when the config is built."""
+        """Cross-field checks; single-field types and ranges are checked when the config is built, the files
+        and packages the config names by ``preflight.check`` after this (both run by ``from_dict``)."""
         if self.load_in_4bit and self.load_in_8bit:
             raise ConfigError("load_in_4bit=true and load_in_8bit=true: choose one quantization.")
-        if (self.load_in_4bit or self.load_in_8bit) and self.lora_dim == 0:
+        if self.quantized and self.is_full:
             raise ConfigError(
                 "load_in_4bit/load_in_8bit with lora_dim=0: quantized weights cannot be trained directly. "
                 "Set lora_dim > 0 (QLoRA) or turn quantization off for full-parameter training.")
@@ -128,14 +176,8 @@ class TrainConfig:
             raise ConfigError("validation_data and validation_split are both set: use one.")
         if not self.train_data:
             raise ConfigError("train_data is not set: give a JSON/JSONL file of training rows.")
-        for key in ("train_data", "validation_data"):
-            value = getattr(self, key)
-            if value and not Path(value).is_file():
-                raise ConfigError(f"{key}={value!r}: no such file.")
-        if self.adapter_name_or_path and self.lora_dim == 0:
+        if self.adapter_name_or_path and self.is_full:
             raise ConfigError("adapter_name_or_path needs lora_dim > 0 (the adapter is trained further).")
-        if self.adapter_name_or_path and not (Path(self.adapter_name_or_path) / "adapter_config.json").is_file():
-            raise ConfigError(f"adapter_name_or_path={self.adapter_name_or_path!r}: no adapter_config.json there.")
         allowed_best = {"eval_loss", "eval_token_accuracy"} if self.training_strategy == "sft" else {
             "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"}
         if self.metric_for_best_model not in allowed_best:
@@ -144,10 +186,6 @@ class TrainConfig:
                 f"use one of {sorted(allowed_best)}.")
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules is empty: name at least one module, or 'all-linear'.")
-        if self.fsdp or self.deepspeed:
-            from .training.parallel import check_sharding_config
-
-            check_sharding_config(self)
         return self
 
 
@@ -188,7 +226,7 @@ def _number(value: Any, kind: type, bad: ConfigError) -> Any:
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check ``value`` against the annotation ``tp``; strings from the command line are parsed first."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{key}={value!r}: expected {_type_name(tp)}.")
+    bad = ConfigError(f"{key}={show(value)}: expected {_type_name(tp)}.")
     if origin in (Union, types.UnionType):
         nullable = type(None) in typing.get_args(tp)
         if nullable and (value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))):
@@ -204,10 +242,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         raise bad
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value in choices:
+        if isinstance(value, (str, int, float, bool)) and value in choices:
             return value
-        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, choices))}"
+        hint = difflib.get_close_matches(value, [str(c) for c in choices], n=1) if isinstance(value, str) else []
+        raise ConfigError(f"{key}={show(value)}: expected one of {', '.join(map(repr, choices))}"
                           + (f" (did you mean {hint[0]!r}?)" if hint else "") + ".")
     if tp is bool:
         if isinstance(value, bool):
@@ -235,30 +273,67 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 def _check_range(key: str, value: Any, meta: dict) -> None:
     if value is None or isinstance(value, (bool, str, list)):
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={show(value)}: must be a finite number.")
     lo, hi = meta.get("lo"), meta.get("hi")
+    if hi is None:
+        hi = UPPER_BOUNDS.get(key, INT_MAX if isinstance(value, int) else None)
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         op = ">" if meta.get("lo_open") else ">="
-        raise ConfigError(f"{key}={value!r}: must be {op} {lo}.")
+        raise ConfigError(f"{key}={show(value)}: must be {op} {lo}.")
     if hi is not None and value > hi:
-        raise ConfigError(f"{key}={value!r}: must be <= {hi}.")
+        raise ConfigError(f"{key}={show(value)}: must be <= {hi}.")
 
 
-def unknown_key_error(key: str) -> ConfigError:
-    hint = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
-    return ConfigError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+def unknown_key_error(key: Any) -> ConfigError:
+    hint = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6) if isinstance(key, str) else []
+    return ConfigError(f"unknown config key {show(key)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                        + ". Run 'tuneforge train --help' for every key.")
+
+
+DATA_SOURCE_KEYS = {"path": "a file or directory", "weight": "a number > 0", "max_rows": "an integer >= 1"}
+
+
+def _data_source(key: str, item: Any) -> str | dict[str, Any]:
+    """One train_data entry: a path, or a {path, weight, max_rows} mapping checked key by key."""
+    if isinstance(item, str) and item:
+        return item
+    if not isinstance(item, dict):
+        raise ConfigError(f"{key}: entry {show(item)}: expected a path or a mapping {{path, weight, max_rows}}.")
+    for name in item:
+        if name not in DATA_SOURCE_KEYS:
+            hint = difflib.get_close_matches(str(name), list(DATA_SOURCE_KEYS), n=1)
+            raise ConfigError(f"{key}: unknown key {show(name)} in {show(item)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; allowed: {', '.join(DATA_SOURCE_KEYS)}.")
+    path, weight, max_rows = item.get("path"), item.get("weight", 1.0), item.get("max_rows")
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{key}: entry {show(item)}: 'path' must be a file or directory.")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1000:
+        raise ConfigError(f"{key}: entry {show(item)}: weight={show(weight)} must be a number > 0 (at most 1000).")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ConfigError(f"{key}: entry {show(item)}: max_rows={show(max_rows)} must be an integer >= 1.")
+    return {"path": path, "weight": float(weight), "max_rows": max_rows}
+
+
+def _coerce_train_data(key: str, value: Any) -> Any:
+    """``train_data``: one path, or a non-empty list of paths / {path, weight, max_rows} (data mixing)."""
+    if not isinstance(value, list):
+        return _coerce(key, value, _HINTS[key])
+    if not value:
+        raise ConfigError(f"{key}=[]: give at least one data file.")
+    return [_data_source(key, item) for item in value]
 
 
 def from_dict(raw: dict[str, Any]) -> TrainConfig:
     """Build and validate a config from a mapping (YAML/JSON contents plus overrides)."""
     values = {}
     for key, value in raw.items():
-        if key not in FIELDS:
+        if not isinstance(key, str) or key not in FIELDS:
             raise unknown_key_error(key)
-        value = _coerce(key, value, _HINTS[key])
+        value = _coerce_train_data(key, value) if key == "train_data" else _coerce(key, value, _HINTS[key])
         _check_range(key, value, FIELDS[key].metadata)
         values[key] = value
-    return TrainConfig(**values).validate()
+    return preflight.check(TrainConfig(**values).validate())
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -306,11 +381,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw.update(kwargs)
     # Data paths in a config file are relative to the file, so examples run from any directory.
     if base is not None:
-        for key in ("train_data", "validation_data"):
-            value = raw.get(key)
+        def relative_to_file(value: Any) -> Any:
+            if isinstance(value, dict) and isinstance(value.get("path"), str):  # a train_data mixing entry
+                return {**value, "path": relative_to_file(value["path"])}
             if isinstance(value, str) and value and not Path(value).is_absolute() and not Path(value).exists() \
                     and (base / value).exists():
-                raw[key] = str(base / value)
+                return os.path.normpath(base / value)  # examples/configs/../data/x -> examples/data/x
+            return value
+
+        for key in ("train_data", "validation_data"):
+            value = raw.get(key)
+            raw[key] = [relative_to_file(v) for v in value] if isinstance(value, list) else relative_to_file(value)
+            if value is None:
+                raw.pop(key)
     return from_dict(raw)
 
 

@@ -1,31 +1,21 @@
-"""Losses as small pure functions.
+"""Token-level losses: the language-model head applied only at positions that carry a label, in chunks.
 
-Token-level: the language-model head is applied only at positions that carry a label, in chunks,
-so the ``batch x sequence x vocabulary`` logits tensor is never materialised (most of a naive
-trainer's CPU time and memory goes there). Sequence-level preference losses take summed
-log-probabilities and return ``(losses, chosen_rewards, rejected_rewards)``.
+The ``batch x sequence x vocabulary`` logits tensor is never materialised (most of a naive trainer's CPU
+time and memory goes there). The sequence-level preference losses (DPO and its variants) are in
+``preference_losses``.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
-
-from .data.templates import IGNORE_INDEX
 
 # Logits materialised at once: chunk rows so that one chunk holds at most this many fp32 values
-# (128 MiB on CPU; larger on GPUs, where each chunk re-reads the whole head weight).
-_CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 27}
-
-
-def next_token_targets(labels: torch.Tensor) -> torch.Tensor:
-    """Targets aligned with positions: position t predicts label t+1 (last position predicts nothing)."""
-    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+# (128 MiB on CPU; larger on GPUs, where each chunk re-reads the whole head weight). The memory
+# estimate (models/memory.py) reads the same numbers.
+CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 27}
 
 
 def _chunks(n: int, vocab: int, device: torch.device | None = None) -> list[tuple[int, int]]:
-    budget = _CHUNK_ELEMENTS.get(device.type if device is not None else "cpu", _CHUNK_ELEMENTS["cpu"])
+    budget = CHUNK_ELEMENTS.get(device.type if device is not None else "cpu", CHUNK_ELEMENTS["cpu"])
     size = max(1, budget // max(vocab, 1))
     return [(s, min(n, s + size)) for s in range(0, n, size)]
 
@@ -163,77 +153,3 @@ def linear_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     if hidden.shape[0] == 0:
         return hidden.sum(-1).float() * 0.0
     return _LinearTokenLogps.apply(hidden, weight, bias, targets)
-
-
-def masked_mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Reference definition (full logits, B x T x V): mean next-token cross-entropy over labelled tokens.
-    Used by tests to check the fused path, and as the fallback for heads with logit soft-capping."""
-    targets = next_token_targets(labels)
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="mean")
-
-
-# ---------------------------------------------------------------------------------------------
-# Preference losses. Inputs are summed log-probs of the whole response under policy and reference
-# (B,); each returns (per-pair losses, chosen rewards, rejected rewards).
-
-PreferenceLoss = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-PREFERENCE_LOSSES: dict[str, PreferenceLoss] = {}
-
-
-def register(name: str) -> Callable[[PreferenceLoss], PreferenceLoss]:
-    def deco(fn: PreferenceLoss) -> PreferenceLoss:
-        PREFERENCE_LOSSES[name] = fn
-        return fn
-    return deco
-
-
-@register("sigmoid")
-def dpo_sigmoid_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                     ref_rejected: torch.Tensor, beta: float, **_: object):
-    """DPO, Rafailov et al. 2023, https://arxiv.org/abs/2305.18290 :
-    -log σ(β[(log πθ(yw|x) − log πref(yw|x)) − (log πθ(yl|x) − log πref(yl|x))])."""
-    chosen = beta * (policy_chosen - ref_chosen)
-    rejected = beta * (policy_rejected - ref_rejected)
-    return -F.logsigmoid(chosen - rejected), chosen.detach(), rejected.detach()
-
-
-@register("ipo")
-def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, **_: object):
-    """IPO, Azar et al. 2023, https://arxiv.org/abs/2310.12036 : (h − 1/(2β))² with h the log-ratio margin
-    (summed log-probs here, like DPO; the paper's τ is our β)."""
-    h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    losses = (h - 1.0 / (2.0 * beta)) ** 2
-    return losses, (beta * (policy_chosen - ref_chosen)).detach(), (beta * (policy_rejected - ref_rejected)).detach()
-
-
-@register("hinge")
-def hinge_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, **_: object):
-    """Hinge (SLiC), Zhao et al. 2023, https://arxiv.org/abs/2305.10425 : max(0, 1 − β·margin)."""
-    chosen = beta * (policy_chosen - ref_chosen)
-    rejected = beta * (policy_rejected - ref_rejected)
-    return torch.relu(1.0 - (chosen - rejected)), chosen.detach(), rejected.detach()
-
-
-@register("simpo")
-def simpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, *,
-               chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor, gamma: float = 0.5, **_: object):
-    """SimPO, Meng et al. 2024, https://arxiv.org/abs/2405.14734 : reference-free, length-normalised
-    −log σ(β/|yw| log πθ(yw|x) − β/|yl| log πθ(yl|x) − γ). ``ref_*`` are ignored."""
-    chosen = beta * policy_chosen / chosen_tokens
-    rejected = beta * policy_rejected / rejected_tokens
-    return -F.logsigmoid(chosen - rejected - gamma), chosen.detach(), rejected.detach()
-
-
-@register("orpo")
-def orpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, *,
-              chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor, **_: object):
-    """ORPO, Hong et al. 2024, https://arxiv.org/abs/2403.07691 : NLL(yw) + β·(−log σ(log odds(yw) − log odds(yl))),
-    with mean token log-probs and odds(y) = p/(1−p). Reference-free; ``ref_*`` are ignored."""
-    mean_c = policy_chosen / chosen_tokens
-    mean_r = policy_rejected / rejected_tokens
-    log_odds = (mean_c - torch.log1p(-torch.exp(mean_c).clamp(max=1 - 1e-6))) - \
-               (mean_r - torch.log1p(-torch.exp(mean_r).clamp(max=1 - 1e-6)))
-    losses = -mean_c - beta * F.logsigmoid(log_odds)
-    return losses, (beta * mean_c).detach(), (beta * mean_r).detach()
-

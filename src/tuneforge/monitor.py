@@ -11,7 +11,13 @@ from typing import Any, Callable
 
 import torch
 
+from .storage import writing
+
 GIB = 1024 ** 3
+# Counts are whole numbers; they are summed as floats across micro-batches and processes.
+COUNT_SUFFIXES = ("tokens", "pairs", "rows", "steps", "_params")
+# What an evaluation line on the terminal shows (every value is in metrics.jsonl).
+EVAL_SHOWN = ("eval_loss", "eval_token_accuracy", "eval_rewards/accuracies", "eval_rewards/margins")
 
 
 def host_memory() -> dict[str, float]:
@@ -24,6 +30,7 @@ def host_memory() -> dict[str, float]:
         pass
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak = peak_kb / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
+    peak = max(peak, rss)  # the two are read at different moments; the peak can never be below the current
     return {"host_rss_gib": round(rss, 3), "host_peak_rss_gib": round(peak, 3)}
 
 
@@ -41,11 +48,17 @@ def memory(device: torch.device) -> dict[str, float]:
     return {**host_memory(), **device_memory(device)}
 
 
-def _clean(value: Any) -> Any:
+def is_count(key: str) -> bool:
+    return key.endswith(COUNT_SUFFIXES) and "per_second" not in key
+
+
+def _clean(value: Any, key: str = "") -> Any:
     if isinstance(value, torch.Tensor):
         value = value.item()
     if isinstance(value, float):
-        return None if not math.isfinite(value) else round(value, 6)
+        if not math.isfinite(value):
+            return None
+        return int(value) if is_count(key) and value.is_integer() else round(value, 6)
     return value
 
 
@@ -54,16 +67,18 @@ class MetricsLog:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.records: list[dict[str, Any]] = []
-        self._fh = path.open("a", encoding="utf-8") if path is not None else None
+        self._fh = None
+        if path is not None:
+            with writing(path):
+                self._fh = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {k: _clean(v) for k, v in record.items()}
+        record = {k: _clean(v, k) for k, v in record.items()}
         record.setdefault("time", round(time.time(), 3))
-        self.records.append(record)
         if self._fh is not None:
-            self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self._fh.flush()
+            with writing(self.path):
+                self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self._fh.flush()
         return record
 
     def close(self) -> None:
@@ -94,34 +109,54 @@ class Throughput:
         return self.total_tokens / max(time.perf_counter() - self.start, 1e-9)
 
 
-def progress_printer(total_steps: int) -> Callable[[dict], None]:
-    """A live bar on a terminal; one plain line per logged record otherwise (CI logs, files)."""
-    import sys
+def _format(key: str, value: float) -> str:
+    return f"{key}={int(value)}" if is_count(key) else f"{key}={value:.4f}"
 
+
+def eval_line(record: dict) -> str:
+    """The evaluation metrics worth a glance, short enough for one terminal line."""
+    shown = [k for k in EVAL_SHOWN if isinstance(record.get(k), (int, float))]
+    return ", ".join(_format(k, record[k]) for k in shown)
+
+
+def progress_printer(total_steps: int | None = None, bar: bool = True) -> Callable[[dict], None]:
+    """A live bar on a terminal (one plain line per logged step otherwise: CI logs, files), plus a line per
+    evaluation and per event. ``bar=False`` (``--no-progress``) drops the bar and the step lines only.
+    ``show.start(total_steps)`` sets the bar's length once the run knows it."""
     from tqdm.auto import tqdm
 
-    live = sys.stderr.isatty()
-    bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True, disable=not live)
+    live = bar and sys.stderr.isatty()
+    state: dict[str, Any] = {"total": total_steps, "bar": None}
+
+    def progress():
+        if state["bar"] is None:
+            state["bar"] = tqdm(total=state["total"], desc="train", unit="step", dynamic_ncols=True, disable=not live)
+        return state["bar"]
 
     def show(record: dict) -> None:
-        fields = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "time"}
-        if "loss" in record:
+        if "loss" in record and bar:
             post = {"loss": f"{record['loss']:.4f}", "lr": f"{record.get('learning_rate', 0):.2e}",
                     "tok/s": f"{record.get('tokens_per_second', 0):.0f}"}
             mem = record.get("gpu_peak_allocated_gib") or record.get("host_rss_gib")
             if mem is not None:
                 post["mem"] = f"{mem:.2f}G"
             if live:
-                bar.n = record.get("step", bar.n)
-                bar.set_postfix(post)
-                bar.refresh()
+                progress().n = record.get("step", progress().n)
+                progress().set_postfix(post)
+                progress().refresh()
             else:
-                print(f"step {record['step']}/{total_steps}: " + ", ".join(f"{k}={v}" for k, v in post.items()), flush=True)
-        evals = ", ".join(f"{k}={v:.4f}" for k, v in fields.items() if k.startswith("eval_"))
+                print(f"step {record['step']}/{state['total']}: " + ", ".join(f"{k}={v}" for k, v in post.items()),
+                      flush=True)
+        evals = eval_line(record)
         if evals:
-            bar.write(f"step {record['step']}: {evals}")
+            progress().write(f"step {record['step']}: {evals}")
         if record.get("event"):
-            bar.write(f"step {record['step']}: {record['event']}")
+            progress().write(f"step {record['step']}: {record['event']}")
 
-    show.close = bar.close  # type: ignore[attr-defined]
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    show.start = lambda total: state.update(total=total)  # type: ignore[attr-defined]
+    show.close = close  # type: ignore[attr-defined]
     return show

@@ -16,7 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 import tuneforge
 from tuneforge.data.collate import pack_batch, pad_batch
 from tuneforge.data.templates import IGNORE_INDEX, Encoded
-from tuneforge.models.forward import CausalLMLoss
+from tuneforge.models.forward import CROSS_ENTROPY, TOKEN_LOGPS, CausalLMLoss
 
 VOCAB = 64
 
@@ -42,7 +42,7 @@ def _rows(seed: int = 0) -> list[Encoded]:
 def _per_row_logps(module, rows, packed: bool) -> list[torch.Tensor]:
     """Per row, the log-probs of its trained next tokens, in order."""
     batch = pack_batch(rows) if packed else pad_batch(rows, pad_id=0)
-    logps = module(**batch.model_inputs(), kind="logps")
+    logps = module(**batch.model_inputs(), output=TOKEN_LOGPS)
     mask = batch.targets != IGNORE_INDEX
     if not packed:
         return [logps[i][mask[i]] for i in range(len(rows))]
@@ -75,7 +75,7 @@ def test_packed_and_padded_loss_and_grads_match():
         model = _model()
         module = CausalLMLoss(model).train()
         batch = pack_batch(rows) if packed else pad_batch(rows, pad_id=0)
-        loss, correct = module(**batch.model_inputs(), kind="ce")
+        loss, correct = module(**batch.model_inputs(), output=CROSS_ENTROPY)
         loss.backward()
         results.append((loss.detach(), int(correct), {n: p.grad.clone() for n, p in model.named_parameters()}))
     (l0, c0, g0), (l1, c1, g1) = results
@@ -92,8 +92,8 @@ def test_cross_document_attention_would_change_the_loss():
     rows = _rows()
     batch = pack_batch(rows)
     with torch.no_grad():
-        right = module(**batch.model_inputs(), kind="logps")
-        leaky = module(batch.input_ids, None, None, targets=batch.targets, kind="logps")
+        right = module(**batch.model_inputs(), output=TOKEN_LOGPS)
+        leaky = module(batch.input_ids, None, None, targets=batch.targets, output=TOKEN_LOGPS)
     assert not torch.allclose(right[:, len(rows[0].input_ids):], leaky[:, len(rows[0].input_ids):], atol=1e-4)
 
 
@@ -128,7 +128,7 @@ def test_length_groups_hand_worked():
     assert length_groups(mask.flip(1)) is None  # left-padded: not split
 
 
-@pytest.mark.parametrize("kind", ["ce", "logps"])
+@pytest.mark.parametrize("kind", [CROSS_ENTROPY, TOKEN_LOGPS])
 def test_row_groups_change_nothing(monkeypatch, kind):
     """A padded batch split into length groups (CPU) gives the loss, log-probs and grads of one forward."""
     from tuneforge.models import forward
@@ -140,10 +140,10 @@ def test_row_groups_change_nothing(monkeypatch, kind):
     for split in (False, True):
         monkeypatch.setattr(forward, "MIN_SAVING", 0.1 if split else 2.0)
         model = _model()
-        out = CausalLMLoss(model).train()(**batch.model_inputs(), kind=kind)
-        value = out[0] if kind == "ce" else (out * torch.linspace(-1, 1, out.shape[1])).sum()
+        out = CausalLMLoss(model).train()(**batch.model_inputs(), output=kind)
+        value = out[0] if kind == CROSS_ENTROPY else (out * torch.linspace(-1, 1, out.shape[1])).sum()
         value.backward()
-        results.append((out[0].detach() if kind == "ce" else out.detach(),
+        results.append((out[0].detach() if kind == CROSS_ENTROPY else out.detach(),
                         {n: p.grad.clone() for n, p in model.named_parameters()}))
     (v0, g0), (v1, g1) = results
     torch.testing.assert_close(v1, v0, rtol=1e-5, atol=1e-5)

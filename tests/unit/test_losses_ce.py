@@ -32,7 +32,7 @@ def _reference(hidden, weight, bias, targets):
 @pytest.mark.parametrize("chunk_rows", [None, 1, 4])
 def test_fused_ce_matches_full_logits(monkeypatch, bias, weight_grad, chunk_rows):
     if chunk_rows is not None:  # force several chunks (a chunk holds chunk_rows x V logits)
-        monkeypatch.setitem(losses._CHUNK_ELEMENTS, "cpu", chunk_rows * V)
+        monkeypatch.setitem(losses.CHUNK_ELEMENTS, "cpu", chunk_rows * V)
     hidden, weight, b, targets = _inputs(bias)
     leaves = []
     for _ in range(2):
@@ -81,7 +81,7 @@ def test_fused_ce_empty_and_no_grad():
 
 def test_large_logits_stay_finite(monkeypatch):
     """Row-max subtraction: logits of 1e4 would overflow a naive exp."""
-    monkeypatch.setitem(losses._CHUNK_ELEMENTS, "cpu", 2 * V)
+    monkeypatch.setitem(losses.CHUNK_ELEMENTS, "cpu", 2 * V)
     hidden, weight, b, targets = _inputs(bias=False)
     hidden = (hidden * 1000).requires_grad_(True)
     loss, _ = linear_cross_entropy_sum(hidden, weight, None, targets)
@@ -96,7 +96,7 @@ def test_large_logits_stay_finite(monkeypatch):
 @pytest.mark.parametrize("chunk_rows", [None, 3])
 def test_token_logps_match_log_softmax(monkeypatch, bias, weight_grad, chunk_rows):
     if chunk_rows is not None:
-        monkeypatch.setitem(losses._CHUNK_ELEMENTS, "cpu", chunk_rows * V)
+        monkeypatch.setitem(losses.CHUNK_ELEMENTS, "cpu", chunk_rows * V)
     hidden, weight, b, targets = _inputs(bias=bias, seed=1)
     leaves = [(hidden.clone().requires_grad_(True), weight.clone().requires_grad_(weight_grad),
                b.clone().requires_grad_(weight_grad) if bias else None) for _ in range(2)]
@@ -116,7 +116,7 @@ def test_token_logps_match_log_softmax(monkeypatch, bias, weight_grad, chunk_row
 
 def test_token_logps_without_grad_are_chunked(monkeypatch):
     """Reference passes (no grad) must stay chunked too: no N x V buffer."""
-    monkeypatch.setitem(losses._CHUNK_ELEMENTS, "cpu", 2 * V)
+    monkeypatch.setitem(losses.CHUNK_ELEMENTS, "cpu", 2 * V)
     hidden, weight, b, targets = _inputs(bias=False)
     seen = []
     real_chunks = losses._chunks

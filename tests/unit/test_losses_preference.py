@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tuneforge.losses import PREFERENCE_LOSSES
+from tuneforge.preference_losses import PREFERENCE_LOSSES, PairLogps
 
 T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 
@@ -15,6 +15,10 @@ T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 #   chosen log-ratio  = -1 - (-2) = +1
 #   rejected log-ratio = -3 - (-2) = -1
 PC, PR, RC, RR = T(-1.0), T(-3.0), T(-2.0), T(-2.0)
+
+
+def _pair(pc, pr, rc, rr, chosen_tokens=None, rejected_tokens=None) -> PairLogps:
+    return PairLogps(pc, pr, rc, rr, chosen_tokens, rejected_tokens)
 
 
 def _close(a: torch.Tensor, b: float) -> None:
@@ -34,7 +38,7 @@ def test_registry_has_every_configurable_loss():
 def test_sigmoid_hand_worked():
     # β = 0.5: rewards = 0.5·(+1) = 0.5 and 0.5·(-1) = -0.5, margin = 1
     # loss = -log σ(1) = log(1 + e^-1) = 0.31326168751822286
-    loss, rc, rr = PREFERENCE_LOSSES["sigmoid"](PC, PR, RC, RR, 0.5)
+    loss, rc, rr = PREFERENCE_LOSSES["sigmoid"].bind(beta=0.5)(_pair(PC, PR, RC, RR))
     _close(loss, math.log1p(math.exp(-1.0)))
     _close(loss, 0.31326168751822286)
     _close(rc, 0.5)
@@ -46,30 +50,30 @@ def test_sigmoid_policy_equal_to_reference_is_log2():
     torch.manual_seed(0)
     chosen, rejected = -torch.rand(5, dtype=torch.float64) * 50, -torch.rand(5, dtype=torch.float64) * 50
     for beta in (0.1, 0.5, 2.0):
-        loss, rc, rr = PREFERENCE_LOSSES["sigmoid"](chosen, rejected, chosen.clone(), rejected.clone(), beta)
+        loss, rc, rr = PREFERENCE_LOSSES["sigmoid"].bind(beta=beta)(_pair(chosen, rejected, chosen.clone(), rejected.clone()))
         torch.testing.assert_close(loss, torch.full((5,), math.log(2.0), dtype=torch.float64))
         assert torch.all(rc == 0) and torch.all(rr == 0)
 
 
 def test_ipo_hand_worked():
     # h = (+1) - (-1) = 2; β = 1 → target 1/(2β) = 0.5; loss = (2 - 0.5)² = 2.25
-    loss, rc, rr = PREFERENCE_LOSSES["ipo"](PC, PR, RC, RR, 1.0)
+    loss, rc, rr = PREFERENCE_LOSSES["ipo"].bind(beta=1.0)(_pair(PC, PR, RC, RR))
     _close(loss, 2.25)
     _close(rc, 1.0)
     _close(rr, -1.0)
     # β = 0.25 → target 2 = h → loss 0
-    loss, _, _ = PREFERENCE_LOSSES["ipo"](PC, PR, RC, RR, 0.25)
+    loss, _, _ = PREFERENCE_LOSSES["ipo"].bind(beta=0.25)(_pair(PC, PR, RC, RR))
     _close(loss, 0.0)
 
 
 def test_hinge_hand_worked():
     # β = 0.25: rewards ±0.25, margin 0.5; loss = max(0, 1 - 0.5) = 0.5
-    loss, rc, rr = PREFERENCE_LOSSES["hinge"](PC, PR, RC, RR, 0.25)
+    loss, rc, rr = PREFERENCE_LOSSES["hinge"].bind(beta=0.25)(_pair(PC, PR, RC, RR))
     _close(loss, 0.5)
     _close(rc, 0.25)
     _close(rr, -0.25)
     # β = 1: margin 2 ≥ 1 → loss 0 (the hinge is satisfied)
-    loss, _, _ = PREFERENCE_LOSSES["hinge"](PC, PR, RC, RR, 1.0)
+    loss, _, _ = PREFERENCE_LOSSES["hinge"].bind(beta=1.0)(_pair(PC, PR, RC, RR))
     _close(loss, 0.0)
 
 
@@ -77,14 +81,14 @@ def test_simpo_hand_worked_and_reference_free():
     # chosen: summed log-prob -6 over 3 tokens → mean -2; rejected: -12 over 4 tokens → mean -3
     # β = 2: rewards 2·(-2) = -4 and 2·(-3) = -6; γ = 0.5
     # loss = -log σ(-4 - (-6) - 0.5) = -log σ(1.5) = log(1 + e^-1.5) = 0.2014132779827524
-    kw = dict(chosen_tokens=T(3.0), rejected_tokens=T(4.0), gamma=0.5)
-    loss, rc, rr = PREFERENCE_LOSSES["simpo"](T(-6.0), T(-12.0), T(-100.0), T(7.0), 2.0, **kw)
+    simpo = PREFERENCE_LOSSES["simpo"].bind(beta=2.0, gamma=0.5)
+    loss, rc, rr = simpo(_pair(T(-6.0), T(-12.0), T(-100.0), T(7.0), T(3.0), T(4.0)))
     _close(loss, math.log1p(math.exp(-1.5)))
     _close(loss, 0.2014132779827524)
     _close(rc, -4.0)
     _close(rr, -6.0)
     # the reference arguments are ignored
-    again, _, _ = PREFERENCE_LOSSES["simpo"](T(-6.0), T(-12.0), T(0.0), T(0.0), 2.0, **kw)
+    again, _, _ = simpo(_pair(T(-6.0), T(-12.0), None, None, T(3.0), T(4.0)))
     _close(again, float(loss[0]))
 
 
@@ -96,12 +100,12 @@ def test_orpo_hand_worked_and_reference_free():
     #   difference = 1 + log((1 - e^-2) / (1 - e^-1)) = 1 + log(1 + e^-1) = 1.3132616875182228
     # odds-ratio term = -log σ(1.3132616875182228) = log(1 + e^-1.3132616875182228) = 0.23818302641382824
     # β = 0.1: loss = NLL(chosen) + β · term = 1 + 0.1 · 0.23818302641382824 = 1.0238183026413827
-    kw = dict(chosen_tokens=T(3.0), rejected_tokens=T(4.0))
-    loss, rc, rr = PREFERENCE_LOSSES["orpo"](T(-3.0), T(-8.0), T(5.0), T(5.0), 0.1, **kw)
+    orpo = PREFERENCE_LOSSES["orpo"].bind(beta=0.1)
+    loss, rc, rr = orpo(_pair(T(-3.0), T(-8.0), T(5.0), T(5.0), T(3.0), T(4.0)))
     _close(loss, 1.0238183026413827)
     _close(rc, -0.1)  # β · mean log p
     _close(rr, -0.2)
-    again, _, _ = PREFERENCE_LOSSES["orpo"](T(-3.0), T(-8.0), T(-1.0), T(-9.0), 0.1, **kw)
+    again, _, _ = orpo(_pair(T(-3.0), T(-8.0), None, None, T(3.0), T(4.0)))
     _close(again, float(loss[0]))
 
 
@@ -109,12 +113,45 @@ def test_orpo_hand_worked_and_reference_free():
 def test_gradient_flows_to_policy_only_and_rewards_are_detached(name):
     pc = torch.tensor([-4.0, -2.0], requires_grad=True)
     pr = torch.tensor([-3.0, -5.0], requires_grad=True)
-    loss, rc, rr = PREFERENCE_LOSSES[name](pc, pr, torch.tensor([-4.5, -2.5]), torch.tensor([-3.0, -5.0]), 0.5,
-                                           chosen_tokens=torch.tensor([2.0, 3.0]),
-                                           rejected_tokens=torch.tensor([3.0, 2.0]), gamma=0.5)
+    registered = PREFERENCE_LOSSES[name]
+    bound = registered.bind(**{h: 0.5 for h in registered.hyperparameters})  # beta = 0.5 (and SimPO's gamma = 0.5)
+    loss, rc, rr = bound(_pair(pc, pr, torch.tensor([-4.5, -2.5]), torch.tensor([-3.0, -5.0]),
+                               torch.tensor([2.0, 3.0]), torch.tensor([3.0, 2.0])))
     assert loss.shape == (2,) and torch.isfinite(loss).all()
     assert not rc.requires_grad and not rr.requires_grad
     loss.sum().backward()
     # log-ratios: chosen +0.5, rejected 0 → no loss is satisfied yet (hinge margin 0.25 < 1, IPO h 0.5 < 1/(2β) = 1),
     # so each pushes the chosen log-prob up: d loss / d log π(yw|x) < 0
     assert (pc.grad < 0).all()
+
+
+def test_registry_properties_drive_the_config_and_the_reference():
+    from tuneforge.config import from_dict
+    from tuneforge.preference_losses import REFERENCE_FREE, bind_from_config
+    from tuneforge.training.dpo import reference_kind
+
+    assert REFERENCE_FREE == {"simpo", "orpo"}
+    assert {n: l.hyperparameters for n, l in PREFERENCE_LOSSES.items()} == {
+        "sigmoid": ("beta",), "ipo": ("beta",), "hinge": ("beta",), "simpo": ("beta", "gamma"), "orpo": ("beta",)}
+    for name in PREFERENCE_LOSSES:
+        cfg = from_dict({"train_data": __file__, "training_strategy": "dpo", "dpo_loss_type": name})
+        assert (reference_kind(cfg) == "none") == (name in REFERENCE_FREE)
+    # the config's values reach the loss: beta and gamma bound from dpo_beta and simpo_gamma
+    cfg = from_dict({"train_data": __file__, "training_strategy": "dpo", "dpo_loss_type": "simpo",
+                     "dpo_beta": 2.0, "simpo_gamma": 0.5})
+    loss, _, _ = bind_from_config(cfg)(_pair(T(-6.0), T(-12.0), None, None, T(3.0), T(4.0)))
+    _close(loss, 0.2014132779827524)
+
+
+def test_unknown_or_missing_hyperparameters_are_refused():
+    with pytest.raises(TypeError, match="unknown: \\['gamma'\\]"):
+        PREFERENCE_LOSSES["sigmoid"].bind(beta=0.1, gamma=0.5)  # sigmoid has no gamma: not silently dropped
+    with pytest.raises(TypeError, match="missing: \\['gamma'\\]"):
+        PREFERENCE_LOSSES["simpo"].bind(beta=0.1)
+    with pytest.raises(TypeError):
+        PREFERENCE_LOSSES["ipo"].function(_pair(PC, PR, RC, RR), beta=0.1, gama=0.5)  # no **kwargs to hide a typo
+
+
+def test_a_reference_based_loss_refuses_a_missing_reference():
+    with pytest.raises(ValueError, match="reference"):
+        PREFERENCE_LOSSES["sigmoid"].bind(beta=0.1)(_pair(PC, PR, None, None))

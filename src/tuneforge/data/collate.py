@@ -63,7 +63,7 @@ def pack_batch(rows: Sequence[Encoded]) -> Batch:
 
     With ``attention_mask=None`` and restarting ``position_ids``, transformers builds a
     block-diagonal causal mask (sdpa/eager) or varlen boundaries (flash/flex attention), so no row
-    attends to another (DESIGN.md §5; requires use_cache=False, which the training forward sets).
+    attends to another (docs/architecture.md, "Packing"; requires use_cache=False, which the training forward sets).
     """
     ids: list[int] = []
     pos: list[int] = []

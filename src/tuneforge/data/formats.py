@@ -1,19 +1,17 @@
 """Read data files and turn each row, whatever its format, into one canonical example.
 
 SFT rows become a ``Conversation`` (a list of role/content messages); DPO rows a ``PreferencePair``.
-Formats (DESIGN.md §2) are detected per file from the first row's keys, then every row is checked
+Formats (docs/architecture.md, "Data formats") are detected per file from the first row's keys, then every row is checked
 against that format; a defect is reported with the file, the line (JSONL) or row number, and the field.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import DataError
+from .sources import InvalidLine, RawLine, file_rows, parse_line, source_files  # noqa: F401 (re-exported)
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -45,6 +43,7 @@ class RowReport:
 
     dropped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. rows per source of a mixed train_data
 
     def drop(self, reason: str, where: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -56,100 +55,31 @@ class RowReport:
 
     def summary(self) -> str:
         """'; dropped N rows: reason: count, ...' or '' (appended to the start banner's data line)."""
+        notes = "".join(f"; {note}" for note in self.notes)
         if not self.total:
-            return ""
-        return f"; dropped {self.total} rows: " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
+            return notes
+        return notes + f"; dropped {self.total} rows: " + ", ".join(f"{k}: {v}" for k, v in self.dropped.items())
 
 
 # ---------------------------------------------------------------------------------------------
 # files → (line number, raw row)
 
 
-@dataclass
-class InvalidLine:
-    """A JSONL line that is not valid JSON, yielded (instead of raised) when the caller skips bad rows."""
-
-    error: DataError
-
-
-def _read_text(path: Path) -> str:
-    """The file as text: UTF-8, with or without a byte-order mark; anything else is a clear error."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(str(path), line, None, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-
-
 def read_rows(path: str | Path, keep_invalid: bool = False) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines for JSONL, row indices otherwise.
+    """Yield ``(line_or_row_number, row)`` of one file, streamed (see ``sources``).
 
     An invalid JSONL line raises a DataError, or with ``keep_invalid`` is yielded as an ``InvalidLine``
     (the other lines still parse; a broken JSON array or CSV cannot be read past its defect).
     """
-    path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise DataError(name, None, None, "no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        for i, row in enumerate(csv.DictReader(io.StringIO(_read_text(path), newline="")), start=2):  # line 1: header
-            yield i, dict(row)
-        return
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError(name, None, None, "reading Parquet needs pyarrow (pip install pyarrow)") from None
-        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield i, row
-        return
-    text = _read_text(path)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if exc.msg != "Extra data":  # "Extra data": a JSONL file whose first line is a list — read as JSONL
-                raise DataError(name, exc.lineno, None, f"invalid JSON ({exc.msg})") from None
-            rows = None
-        if rows is not None:
-            for i, row in enumerate(rows, start=1):
-                yield i, row
-            return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            err = DataError(name, lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            if not keep_invalid:
-                raise err from None
-            row = InvalidLine(err)
+    for lineno, row in file_rows(path):
+        if isinstance(row, RawLine):
+            row = parse_line(name, lineno, row.text, keep_invalid)
         yield lineno, row
 
 
 # ---------------------------------------------------------------------------------------------
 # format detection and conversion
-
-
-def detect_format(row: Any) -> str | None:
-    if not isinstance(row, dict):
-        return None
-    keys = set(row)
-    if {"chosen", "rejected"} & keys or ("prompt" in keys and "rejected" in keys):
-        return "preference"
-    if "messages" in keys:
-        return "messages"
-    if "conversations" in keys:
-        return "sharegpt"
-    if "instruction" in keys or "output" in keys:
-        return "instruction"
-    if "prompt" in keys and "completion" in keys:
-        return "prompt_completion"
-    return None
 
 
 def _text(row: dict, key: str, where: tuple[str, int], *, required: bool = True, allow_empty: bool = False) -> str:
@@ -189,24 +119,13 @@ def _messages(items: Any, where: tuple[str, int], key: str, role_key: str, conte
     return out
 
 
-def to_conversation(row: Any, fmt: str, where: tuple[str, int]) -> Conversation:
+def _object(row: Any, where: tuple[str, int]) -> dict:
     if not isinstance(row, dict):
         raise DataError(where[0], where[1], None, f"expected a JSON object, got {type(row).__name__}")
-    if fmt == "instruction":
-        instruction = _text(row, "instruction", where)
-        extra = _text(row, "input", where, required=False)
-        output = _text(row, "output", where)
-        system = _text(row, "system", where, required=False)
-        user = instruction + ("\n" + extra if extra.strip() else "")
-        msgs = ([Message("system", system)] if system.strip() else []) + [Message("user", user), Message("assistant", output)]
-    elif fmt == "prompt_completion":
-        msgs = [Message("user", _text(row, "prompt", where)), Message("assistant", _text(row, "completion", where))]
-    elif fmt == "messages":
-        msgs = _messages(row.get("messages"), where, "messages", "role", "content")
-    elif fmt == "sharegpt":
-        msgs = _messages(row.get("conversations"), where, "conversations", "from", "value", SHAREGPT_ROLES)
-    else:
-        raise DataError(where[0], where[1], None, f"row format {fmt!r} is not an SFT format")
+    return row
+
+
+def _checked_conversation(msgs: list[Message], where: tuple[str, int]) -> Conversation:
     if not any(m.role == "assistant" for m in msgs):
         raise DataError(where[0], where[1], "messages", "conversation has no assistant turn")
     if msgs[0].role == "assistant":
@@ -214,13 +133,37 @@ def to_conversation(row: Any, fmt: str, where: tuple[str, int]) -> Conversation:
     return Conversation(msgs, f"{where[0]}:{where[1]}")
 
 
-def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
-    if not isinstance(row, dict):
-        raise DataError(where[0], where[1], None, f"expected a JSON object, got {type(row).__name__}")
-    for key in ("prompt", "chosen", "rejected"):
-        if key not in row or row[key] is None:
-            raise DataError(where[0], where[1], key, "missing required field")
-    prompt = row["prompt"]
+def _instruction_prompt(row: dict, where: tuple[str, int]) -> list[Message]:
+    instruction = _text(row, "instruction", where)
+    extra = _text(row, "input", where, required=False)
+    system = _text(row, "system", where, required=False)
+    user = instruction + ("\n" + extra if extra.strip() else "")
+    return ([Message("system", system)] if system.strip() else []) + [Message("user", user)]
+
+
+def _from_instruction(row: dict, where: tuple[str, int]) -> Conversation:
+    prompt = _instruction_prompt(row, where)
+    return _checked_conversation(prompt + [Message("assistant", _text(row, "output", where))], where)
+
+
+def _from_prompt_completion(row: dict, where: tuple[str, int]) -> Conversation:
+    msgs = [Message("user", _text(row, "prompt", where)), Message("assistant", _text(row, "completion", where))]
+    return _checked_conversation(msgs, where)
+
+
+def _from_messages(row: dict, where: tuple[str, int]) -> Conversation:
+    return _checked_conversation(_messages(row.get("messages"), where, "messages", "role", "content"), where)
+
+
+def _from_sharegpt(row: dict, where: tuple[str, int]) -> Conversation:
+    msgs = _messages(row.get("conversations"), where, "conversations", "from", "value", SHAREGPT_ROLES)
+    return _checked_conversation(msgs, where)
+
+
+def _preference_prompt(row: dict, where: tuple[str, int]) -> list[Message]:
+    prompt = row.get("prompt")
+    if prompt is None:
+        raise DataError(where[0], where[1], "prompt", "missing required field")
     if isinstance(prompt, str):
         if not prompt.strip():
             raise DataError(where[0], where[1], "prompt", "empty")
@@ -232,62 +175,210 @@ def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
     system = row.get("system")
     if isinstance(system, str) and system.strip() and prompt_msgs[0].role != "system":
         prompt_msgs.insert(0, Message("system", system))
-    answers = []
-    for key in ("chosen", "rejected"):
-        value = row[key]
-        if isinstance(value, list):  # [{"role": "assistant", "content": ...}]
-            msgs = _messages(value, where, key, "role", "content")
-            if len(msgs) != 1 or msgs[0].role != "assistant":
-                raise DataError(where[0], where[1], key, "expected one assistant message")
-            value = msgs[0].content
-        elif isinstance(value, dict):
-            msgs = _messages([value], where, key, "role", "content")
-            value = msgs[0].content
-        elif not isinstance(value, str):
-            raise DataError(where[0], where[1], key, f"expected a string or an assistant message, got {type(value).__name__}")
-        if not value.strip():
-            raise DataError(where[0], where[1], key, "empty answer")
-        answers.append(value)
-    return PreferencePair(prompt_msgs, answers[0], answers[1], f"{where[0]}:{where[1]}")
+    return prompt_msgs
+
+
+def _answer(row: dict, key: str, where: tuple[str, int]) -> str:
+    value = row[key]
+    if isinstance(value, list):  # [{"role": "assistant", "content": ...}]
+        msgs = _messages(value, where, key, "role", "content")
+        if len(msgs) != 1 or msgs[0].role != "assistant":
+            raise DataError(where[0], where[1], key, "expected one assistant message")
+        value = msgs[0].content
+    elif isinstance(value, dict):
+        value = _messages([value], where, key, "role", "content")[0].content
+    elif not isinstance(value, str):
+        raise DataError(where[0], where[1], key, f"expected a string or an assistant message, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(where[0], where[1], key, "empty answer")
+    return value
+
+
+def _from_preference(row: dict, where: tuple[str, int]) -> PreferencePair:
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in row or row[key] is None:
+            raise DataError(where[0], where[1], key, "missing required field")
+    prompt = _preference_prompt(row, where)
+    return PreferencePair(prompt, _answer(row, "chosen", where), _answer(row, "rejected", where), f"{where[0]}:{where[1]}")
+
+
+def _open_turns(msgs: list[Message], where: tuple[str, int], fld: str) -> list[Message]:
+    """A conversation without its trailing assistant turns: the prompt a model answers."""
+    while msgs and msgs[-1].role == "assistant":
+        msgs = msgs[:-1]
+    if not msgs or msgs[-1].role != "user":
+        raise DataError(where[0], where[1], fld, "needs a user turn to answer")
+    return msgs
+
+
+def _bare_prompt(row: dict, where: tuple[str, int]) -> list[Message]:
+    if isinstance(row.get("prompt"), str):
+        return [Message("user", _text(row, "prompt", where))]
+    return _open_turns(_messages(row.get("prompt"), where, "prompt", "role", "content"), where, "prompt")
+
+
+# ---------------------------------------------------------------------------------------------
+# The format table: one entry per row format, in detection order.
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """A row format: which keys identify it, how a row becomes an example, and its prompt.
+
+    ``kind`` is ``sft`` (rows become Conversations), ``preference`` (PreferencePairs) or ``prompt``
+    (prompts only: accepted by generation and evaluation, not by training).
+    """
+
+    name: str
+    kind: str
+    any_of: frozenset[str]  # a row of this format has at least one of these keys ...
+    all_of: frozenset[str]  # ... and all of these
+    convert: Callable[[dict, tuple[str, int]], Any] | None  # row -> Conversation / PreferencePair
+    prompt: Callable[[dict, tuple[str, int]], list[Message]]  # row -> the messages a model answers
+
+    def matches(self, keys: set[str]) -> bool:
+        return (not self.any_of or bool(self.any_of & keys)) and self.all_of <= keys
+
+
+def _fmt(name: str, kind: str, any_of=(), all_of=(), convert=None, prompt=None) -> RowFormat:
+    return RowFormat(name, kind, frozenset(any_of), frozenset(all_of), convert, prompt)
+
+
+# Order matters where key sets overlap: a preference row also has "prompt", so it is tested first;
+# a bare {"prompt"} row (generation input) comes last, after prompt/completion.
+FORMATS: tuple[RowFormat, ...] = (
+    _fmt("preference", "preference", any_of=("chosen", "rejected"), convert=_from_preference,
+         prompt=_preference_prompt),
+    _fmt("messages", "sft", all_of=("messages",), convert=_from_messages,
+         prompt=lambda row, where: _open_turns(_from_messages_loose(row, where), where, "messages")),
+    _fmt("sharegpt", "sft", all_of=("conversations",), convert=_from_sharegpt,
+         prompt=lambda row, where: _open_turns(_from_sharegpt(row, where).messages, where, "conversations")),
+    _fmt("instruction", "sft", any_of=("instruction", "output"), convert=_from_instruction, prompt=_instruction_prompt),
+    _fmt("prompt_completion", "sft", all_of=("prompt", "completion"), convert=_from_prompt_completion,
+         prompt=lambda row, where: [Message("user", _text(row, "prompt", where))]),
+    _fmt("prompt", "prompt", all_of=("prompt",), prompt=_bare_prompt),
+)
+FORMATS_BY_NAME: dict[str, RowFormat] = {f.name: f for f in FORMATS}
+TRAINING_KINDS = ("sft", "preference")
+
+
+def _from_messages_loose(row: dict, where: tuple[str, int]) -> list[Message]:
+    """A messages row's turns (a prompt to answer may have no assistant turn yet)."""
+    return _messages(row.get("messages"), where, "messages", "role", "content")
+
+
+def detect_format(row: Any, kinds: tuple[str, ...] = TRAINING_KINDS) -> str | None:
+    """The name of the first format in FORMATS (of the given kinds) whose keys the row has."""
+    if not isinstance(row, dict):
+        return None
+    keys = set(row)
+    return next((f.name for f in FORMATS if f.kind in kinds and f.matches(keys)), None)
+
+
+def convert_row(row: Any, fmt: str, where: tuple[str, int]):
+    """A raw row of format ``fmt`` as a Conversation or PreferencePair (DataError when malformed)."""
+    return FORMATS_BY_NAME[fmt].convert(_object(row, where), where)
+
+
+def prompt_messages(row: Any, where: tuple[str, int]) -> list[Message]:
+    """The messages a model should answer for a row of any format (generation, evaluation)."""
+    row = _object(row, where)
+    fmt = detect_format(row, kinds=("sft", "preference", "prompt"))
+    if fmt is None:
+        raise DataError(where[0], where[1], None, "no prompt: expected one of the fields "
+                        + ", ".join(sorted({k for f in FORMATS for k in f.any_of | f.all_of})))
+    return FORMATS_BY_NAME[fmt].prompt(row, where)
+
+
+def to_conversation(row: Any, fmt: str, where: tuple[str, int]) -> Conversation:
+    if FORMATS_BY_NAME.get(fmt) is None or FORMATS_BY_NAME[fmt].kind != "sft":
+        raise DataError(where[0], where[1], None, f"row format {fmt!r} is not an SFT format")
+    return convert_row(row, fmt, where)
+
+
+def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
+    return convert_row(row, "preference", where)
+
+
+STRATEGY_KINDS = {"sft": "sft", "dpo": "preference"}
+
+
+class FileRows:
+    """The rows of one file, streamed, after the file's format is detected from its first usable row.
+
+    Yields ``(row number, payload)``; payloads are raw rows or unparsed ``RawLine``s, converted by
+    ``example_from`` (possibly in another process). Rows before the detected one that cannot be read
+    are counted in ``report`` (``on_bad_rows: skip``) or raise.
+    """
+
+    def __init__(self, path: str | Path, strategy: str, report: RowReport | None = None):
+        self.path, self.name, self.strategy, self.report = path, str(path), strategy, report
+        self.fmt: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        for lineno, payload in file_rows(self.path):
+            if self.fmt is None:
+                row = self._detect(lineno, payload)
+                if self.fmt is None:
+                    continue
+                payload = row
+            yield lineno, payload
+
+    def _detect(self, lineno: int, payload: Any) -> Any:
+        name, report = self.name, self.report
+        row = parse_line(name, lineno, payload.text, report is not None) if isinstance(payload, RawLine) else payload
+        if isinstance(row, InvalidLine):
+            report.drop("invalid JSON", f"{name}:{lineno}")  # type: ignore[union-attr]
+            return None
+        fmt = detect_format(row)
+        if fmt is None:
+            keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+            if report is None:
+                raise DataError(name, lineno, None, f"cannot tell the row format from keys {keys}; expected "
+                                "instruction/output, messages, conversations, prompt/completion or prompt/chosen/rejected")
+            report.drop("unrecognised row format", f"{name}:{lineno}")  # detect from the next row
+            return None
+        if self.strategy == "dpo" and fmt != "preference":
+            raise DataError(name, lineno, "rejected", "training_strategy=dpo needs prompt/chosen/rejected rows")
+        if self.strategy == "sft" and fmt == "preference":
+            raise DataError(name, lineno, None, "prompt/chosen/rejected rows are preference data: set training_strategy: dpo")
+        self.fmt = fmt
+        return row
+
+
+def example_from(name: str, lineno: int, payload: Any, fmt: str, report: RowReport | None):
+    """One payload of a FileRows as a Conversation/PreferencePair; None when dropped into ``report``."""
+    try:
+        row = parse_line(name, lineno, payload.text, report is not None) if isinstance(payload, RawLine) else payload
+        if isinstance(row, InvalidLine):
+            report.drop("invalid JSON", f"{name}:{lineno}")  # type: ignore[union-attr]
+            return None
+        return convert_row(row, fmt, (name, lineno))
+    except DataError as err:
+        if report is None:
+            raise
+        report.drop(_reason(err), f"{name}:{lineno}")
+        return None
+
+
+def iter_examples(path: str | Path, strategy: str, report: RowReport | None = None) -> Iterator:
+    """The examples of one file, streamed (see ``load_examples``)."""
+    rows = FileRows(path, strategy, report)
+    for lineno, payload in rows:
+        example = example_from(rows.name, lineno, payload, rows.fmt, report)  # type: ignore[arg-type]
+        if example is not None:
+            yield example
 
 
 def load_examples(path: str | Path, strategy: str, report: RowReport | None = None) -> list:
-    """All rows of ``path`` as Conversations (sft) or PreferencePairs (dpo).
+    """All rows of ``path`` (a file, or a directory of shards) as Conversations (sft) or PreferencePairs (dpo).
 
     With ``report`` given, malformed rows are dropped and counted there (``on_bad_rows: skip``);
     without it the first malformed row raises a DataError.
     """
-    name = str(path)
-    fmt = None
-    out = []
-    for lineno, row in read_rows(path, keep_invalid=report is not None):
-        try:
-            if isinstance(row, InvalidLine):
-                if report is None:
-                    raise row.error
-                report.drop("invalid JSON", f"{name}:{lineno}")
-                continue
-            if fmt is None:
-                fmt = detect_format(row)
-                if fmt is None:
-                    keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-                    err = DataError(name, lineno, None, f"cannot tell the row format from keys {keys}; expected "
-                                    "instruction/output, messages, conversations, prompt/completion or prompt/chosen/rejected")
-                    if report is None:
-                        raise err
-                    report.drop("unrecognised row format", f"{name}:{lineno}")  # detect from the next row
-                    continue
-                if strategy == "dpo" and fmt != "preference":
-                    raise DataError(name, lineno, "rejected", "training_strategy=dpo needs prompt/chosen/rejected rows")
-                if strategy == "sft" and fmt == "preference":
-                    raise DataError(name, lineno, None, "prompt/chosen/rejected rows are preference data: set training_strategy: dpo")
-            out.append(to_preference(row, (name, lineno)) if strategy == "dpo" else to_conversation(row, fmt, (name, lineno)))
-        except DataError as err:
-            if report is None or fmt is None:
-                raise
-            report.drop(_reason(err), f"{name}:{lineno}")
+    out = [ex for file in source_files(path) for ex in iter_examples(file, strategy, report)]
     if not out:
-        raise DataError(name, None, None, "no usable rows")
+        raise DataError(str(path), None, None, "no usable rows")
     return out
 
 

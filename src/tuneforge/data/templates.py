@@ -8,6 +8,7 @@ tokenizer's pad token equals its EOS token: labels never depend on token ids, on
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -63,7 +64,8 @@ def trained_char_spans(tokenizer, msgs: Sequence[Message], last_turn_only: bool)
         assistant_idx = assistant_idx[-1:]
     for i in assistant_idx:
         before = _render(tokenizer, msgs[:i], add_generation_prompt=True)
-        upto = _render(tokenizer, msgs[: i + 1], add_generation_prompt=False)
+        # The last turn's "up to" rendering is the full one (most rows: one render fewer).
+        upto = full if i == len(msgs) - 1 else _render(tokenizer, msgs[: i + 1], add_generation_prompt=False)
         if not upto.startswith(before) or not full.startswith(upto):
             raise TemplateMismatch(
                 "the chat template renders the prompt differently from prompt+answer, so the trained "
@@ -81,15 +83,44 @@ def _bos_ids(tokenizer) -> list[int]:
     return probe[: len(probe) - len(bare)] if probe[-len(bare):] == bare else []
 
 
+def without_trailing_eos(tokenizer, content: str) -> str:
+    """An answer without the EOS text it may already end with: the template (or plain mode) adds one EOS,
+    and a second, trained EOS would teach the model to emit two."""
+    eos = getattr(tokenizer, "eos_token", None)
+    if not eos:
+        return content
+    stripped = content.rstrip()
+    if not stripped.endswith(eos):
+        return content
+    while stripped.endswith(eos):
+        stripped = stripped[: -len(eos)].rstrip()
+    return stripped
+
+
+def _ids_and_offsets(tokenizer, text: str) -> dict:
+    """Token ids and character offsets of ``text`` (no special tokens added). A fast tokenizer's Rust
+    backend is called directly: the same result as ``tokenizer(...)`` without its per-call Python work,
+    which costs as much as the tokenization itself on short rows."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        enc = backend.encode(text, add_special_tokens=False)
+        return {"input_ids": enc.ids, "offset_mapping": enc.offsets}
+    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+
+
 def encode_messages(tokenizer, msgs: Sequence[Message], *, chat_template: bool, last_turn_only: bool = False) -> Encoded:
     """Token ids and labels for a conversation; assistant turns (or only the last one) are trained."""
+    msgs = [Message(m.role, without_trailing_eos(tokenizer, m.content)) if m.role == "assistant" else m for m in msgs]
     if chat_template:
         text, spans = trained_char_spans(tokenizer, msgs, last_turn_only)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = _ids_and_offsets(tokenizer, text)
         ids = list(enc["input_ids"])
         labels = [IGNORE_INDEX] * len(ids)
+        # Spans are sorted and disjoint: the one that may hold a token is the last starting at or before it.
+        starts = [s for s, _ in spans]
         for t, (start, _end) in enumerate(enc["offset_mapping"]):
-            if any(s <= start < e for s, e in spans):
+            i = bisect.bisect_right(starts, start) - 1
+            if i >= 0 and start < spans[i][1]:
                 labels[t] = ids[t]
         last_start = spans[-1][0]
         prompt_len = next((t for t, (s, _) in enumerate(enc["offset_mapping"]) if s >= last_start), len(ids))

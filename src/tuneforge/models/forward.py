@@ -59,11 +59,17 @@ def length_groups(attention_mask: torch.Tensor | None) -> list[tuple[list[int], 
     return groups[::-1]
 
 
-class CausalLMLoss(nn.Module):
-    """``forward(input_ids, attention_mask, position_ids, targets, kind)``.
+# What ``CausalLMLoss`` returns: SFT's summed cross-entropy, or DPO's per-token log-probs.
+CROSS_ENTROPY = "cross_entropy"
+TOKEN_LOGPS = "token_logps"
 
-    ``kind='ce'``: ``(sum of token cross-entropies, argmax-correct count)`` over labelled positions.
-    ``kind='logps'``: per-position log-probs of the targets, (B, T), zero where unlabelled.
+
+class CausalLMLoss(nn.Module):
+    """``forward(input_ids, attention_mask, position_ids, targets, output)``; one module for both outputs, so
+    a distributed wrapper sees every parameter use inside its forward.
+
+    ``output=CROSS_ENTROPY``: ``(sum of token cross-entropies, argmax-correct count)`` over labelled positions.
+    ``output=TOKEN_LOGPS``: per-position log-probs of the targets, (B, T), zero where unlabelled.
     """
 
     def __init__(self, model: nn.Module):
@@ -120,12 +126,13 @@ class CausalLMLoss(nn.Module):
         return logits
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, *, targets: torch.Tensor, kind: str = "ce"):
+                position_ids: torch.Tensor | None = None, *, targets: torch.Tensor,
+                output: str = CROSS_ENTROPY):
         hidden = self._hidden(input_ids, attention_mask, position_ids)
         mask = targets != IGNORE_INDEX
         h, t = hidden[mask], targets[mask]
         head = self._plain_head()
-        if kind == "ce":
+        if output == CROSS_ENTROPY:
             if head is not None:
                 return linear_cross_entropy_sum(h, head.weight, head.bias, t)
             logits = self._head_logits(h)

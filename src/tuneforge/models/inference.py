@@ -35,6 +35,10 @@ class ModelSource:
     adapter: str | None = None  # PEFT adapter directory
     tokenizer_from: str = ""
     run_config: dict[str, Any] = field(default_factory=dict)  # tuneforge_config.yaml of the run, {} if none
+    # Only the user's own flag, never the run directory's saved config: a downloaded run must not be able to
+    # make us import its model's code.
+    trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # likewise: pickle files can run code when loaded
 
     @property
     def quantized_training(self) -> str | None:
@@ -83,8 +87,12 @@ def _adapter_base(adapter_dir: Path) -> str:
     return declared  # a hub id
 
 
-def resolve_source(model: str, adapter: str | None = None) -> ModelSource:
-    """Work out base, adapter, tokenizer and run settings from what the user named."""
+def resolve_source(model: str, adapter: str | None = None, trust_remote_code: bool = False) -> ModelSource:
+    """Work out base, adapter, tokenizer and run settings from what the user named.
+
+    ``trust_remote_code`` is the user's own word (a command-line flag); a run whose saved config says its
+    model needs custom code is refused without it.
+    """
     path = Path(model)
     if adapter is None and (path / ADAPTER_CONFIG).is_file():
         adapter = model
@@ -99,7 +107,11 @@ def resolve_source(model: str, adapter: str | None = None) -> ModelSource:
     run_config = _read_run_config(settings_dir) if settings_dir.is_dir() else {}
     tokenizer_from = next((str(d) for d in (Path(adapter) if adapter else None, path) if d is not None and d.is_dir()
                            and _has_tokenizer(d)), base)
-    return ModelSource(base, adapter, tokenizer_from, run_config)
+    if run_config.get("trust_remote_code") is True and not trust_remote_code:
+        raise ConfigError(f"{str(settings_dir)!r} was trained with trust_remote_code: true: its model {base!r} runs "
+                          "Python code shipped with the model. It is not loaded unless you say so yourself: pass "
+                          "--trust-remote-code if you trust that code.")
+    return ModelSource(base, adapter, tokenizer_from, run_config, trust_remote_code)
 
 
 def pick_dtype(name: str, device: torch.device, base_dtype: torch.dtype | None = None) -> torch.dtype:
@@ -118,7 +130,7 @@ def base_dtype(source: ModelSource) -> torch.dtype | None:
     try:
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(source.base, trust_remote_code=bool(source.run_config.get("trust_remote_code")))
+        cfg = AutoConfig.from_pretrained(source.base, trust_remote_code=source.trust_remote_code)
     except (OSError, ValueError):
         return None
     if getattr(cfg, "quantization_config", None):
@@ -133,7 +145,7 @@ def base_dtype(source: ModelSource) -> torch.dtype | None:
 def load_tokenizer_for(source: ModelSource):
     from .load import load_tokenizer
 
-    return load_tokenizer(source.tokenizer_from, bool(source.run_config.get("trust_remote_code")))
+    return load_tokenizer(source.tokenizer_from, source.trust_remote_code)
 
 
 def load_model(source: ModelSource, tokenizer, *, dtype: torch.dtype, device: torch.device,
@@ -144,8 +156,8 @@ def load_model(source: ModelSource, tokenizer, *, dtype: torch.dtype, device: to
     else:
         from transformers import AutoModelForCausalLM
 
-        kwargs: dict[str, Any] = dict(dtype=dtype, trust_remote_code=bool(source.run_config.get("trust_remote_code")))
-        if not source.run_config.get("allow_pickle_weights"):
+        kwargs: dict[str, Any] = dict(dtype=dtype, trust_remote_code=source.trust_remote_code)
+        if not source.allow_pickle_weights:
             kwargs["use_safetensors"] = True
         try:
             model = AutoModelForCausalLM.from_pretrained(source.base, **kwargs)

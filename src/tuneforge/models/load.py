@@ -1,7 +1,10 @@
 """Load the tokenizer and the model: dtype, device, quantization (bitsandbytes), LoRA (peft)."""
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,7 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> Precision:
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
     # Frozen base weights can live in 16 bit; trained full-parameter weights stay fp32 masters
     # (AdamW updates on bf16 weights lose most small steps).
-    load_dtype = half if (half is not None and cfg.lora_dim > 0) else torch.float32
+    load_dtype = half if (half is not None and cfg.is_lora) else torch.float32
     return Precision(load_dtype, mode, half or torch.float32)
 
 
@@ -39,7 +42,19 @@ def is_builtin(name: str) -> bool:
     return name == BUILTIN_MODEL or name.startswith("builtin:")
 
 
+def resolve_model_name(name: str) -> str:
+    """What ``model`` names: a local directory (always wins), the built-in toy, a gallery id (e.g.
+    'qwen2.5-7b-instruct' -> its hub id, see 'tuneforge models list') or a hub id, returned as is."""
+    if is_builtin(name) or os.path.exists(name):
+        return name
+    from .catalog import find
+
+    entry = find(name)
+    return entry.hub_id if entry is not None else name
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
+    name = resolve_model_name(name)
     if is_builtin(name):
         if name != BUILTIN_MODEL:
             raise ConfigError(f"model={name!r}: the only built-in model is {BUILTIN_MODEL!r}.")
@@ -65,7 +80,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def _quantization_config(cfg: TrainConfig, precision: Precision):
-    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+    if not cfg.quantized:
         return None
     try:
         from transformers import BitsAndBytesConfig
@@ -88,14 +103,14 @@ def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision
     """
     from transformers import AutoModelForCausalLM
 
-    name = cfg.model
+    name = resolve_model_name(cfg.model)
     quant = _quantization_config(cfg, precision)
     if is_builtin(name):
         if quant is None and base_dir is None:
             return builtin.toy_model(tokenizer, dtype=precision.load_dtype).to(device), name
         assert base_dir is not None
-        if not (base_dir / "config.json").is_file():
-            builtin.save_toy(base_dir)
+        if not toy_copy_complete(base_dir):
+            save_toy_atomically(base_dir)
         name = str(base_dir.resolve())
     kwargs = dict(dtype=precision.load_dtype, trust_remote_code=cfg.trust_remote_code,
                   attn_implementation=cfg.attn_implementation)
@@ -140,11 +155,11 @@ def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     """Wrap ``model`` with a trainable LoRA adapter (new, or continued from ``adapter_name_or_path``)."""
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    if cfg.load_in_4bit or cfg.load_in_8bit:
+    if cfg.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing is True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.adapter_name_or_path:
-        return PeftModel.from_pretrained(model, cfg.adapter_name_or_path, is_trainable=True)
+        return _continue_adapter(model, cfg)
     targets: list[str] | str = cfg.lora_target_modules
     if targets == ["all-linear"]:
         targets = "all-linear"
@@ -159,16 +174,84 @@ def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     return get_peft_model(model, lora)
 
 
+def adapter_conflicts(saved, cfg: TrainConfig) -> list[str]:
+    """Where a saved adapter's shape (rank, alpha, target modules) differs from the config's keys."""
+    out = []
+    if saved.r != cfg.lora_dim:
+        out.append(f"rank {saved.r} (config lora_dim={cfg.lora_dim})")
+    if float(saved.lora_alpha) != float(cfg.resolved_lora_alpha):
+        out.append(f"alpha {saved.lora_alpha:g} (config lora_alpha={cfg.resolved_lora_alpha:g})")
+    saved_targets = saved.target_modules if isinstance(saved.target_modules, str) else sorted(saved.target_modules)
+    wanted = "all-linear" if cfg.lora_target_modules == ["all-linear"] else sorted(cfg.lora_target_modules)
+    if saved_targets != wanted:
+        out.append(f"target modules {saved_targets} (config lora_target_modules={wanted})")
+    return out
+
+
+def _continue_adapter(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """Load ``adapter_name_or_path`` for further training with the config's ``lora_dropout``.
+
+    peft would restore every saved setting, dropout included; dropout is a training choice, so the
+    config's value is used. Rank, alpha and targets are the adapter's shape and cannot change: when the
+    config says otherwise the adapter's values are used and the difference is reported.
+    """
+    from peft import PeftConfig, PeftModel
+
+    saved = PeftConfig.from_pretrained(cfg.adapter_name_or_path)
+    conflicts = adapter_conflicts(saved, cfg)
+    if conflicts and os.environ.get("RANK", "0") == "0":
+        print(f"warning: adapter_name_or_path={cfg.adapter_name_or_path!r} keeps its own {'; '.join(conflicts)}: "
+              "an adapter's shape cannot change while it is trained further (set these keys to the adapter's "
+              "values to silence this).", file=sys.stderr, flush=True)
+    saved.lora_dropout = cfg.lora_dropout
+    saved.inference_mode = False
+    return PeftModel.from_pretrained(model, cfg.adapter_name_or_path, is_trainable=True, config=saved)
+
+
+def dropout_disabled(cfg: TrainConfig) -> bool:
+    """``disable_dropout``, defaulting to on for DPO: the policy's log-probs must not be noisier than the
+    dropout-free reference's (the DPO authors' setting; TRL's ``disable_dropout=True``)."""
+    return cfg.disable_dropout if cfg.disable_dropout is not None else cfg.training_strategy == "dpo"
+
+
+def disable_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
 def _base_dir(cfg: TrainConfig, output_dir: Path) -> Path | None:
     """Where the built-in model's base weights are written (LoRA outputs name them as their base)."""
-    return output_dir / "base_model" if cfg.lora_dim > 0 else None
+    return output_dir / "base_model" if cfg.is_lora else None
 
 
 def write_shared_base(cfg: TrainConfig, output_dir: Path) -> None:
     """Write the built-in base model's files once (rank 0, before the other processes load them)."""
     base_dir = _base_dir(cfg, output_dir)
-    if is_builtin(cfg.model) and base_dir is not None and not (base_dir / "config.json").is_file():
-        builtin.save_toy(base_dir)
+    if is_builtin(cfg.model) and base_dir is not None and not toy_copy_complete(base_dir):
+        save_toy_atomically(base_dir)
+
+
+def toy_copy_complete(base_dir: Path) -> bool:
+    return (base_dir / "config.json").is_file() and any(base_dir.glob("*.safetensors"))
+
+
+def save_toy_atomically(base_dir: Path) -> None:
+    """The toy base written to a temporary directory and renamed into place: a crash or a full disk never
+    leaves a half-written ``base_model/`` that a later run would take for complete."""
+    from ..storage import writing
+
+    tmp = base_dir.with_name(base_dir.name + ".tmp")
+    with writing(base_dir, 64 << 20):
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            builtin.save_toy(tmp)
+            if base_dir.exists():  # an incomplete copy left by an older version
+                shutil.rmtree(base_dir)
+            tmp.rename(base_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepare_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: Precision,
@@ -176,10 +259,12 @@ def prepare_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: 
     """Base model + LoRA/QLoRA wrapping + gradient checkpointing, ready to train."""
     model, base_name = load_base_model(cfg, tokenizer, device, precision, base_dir=_base_dir(cfg, output_dir))
     model.config.use_cache = False
-    if cfg.gradient_checkpointing is True and not (cfg.load_in_4bit or cfg.load_in_8bit):
+    if cfg.gradient_checkpointing is True and not cfg.quantized:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.lora_dim > 0:
+    if cfg.is_lora:
         model = attach_lora(model, cfg)
+    if dropout_disabled(cfg):
+        disable_dropout(model)
     return model, base_name
 
 
@@ -187,15 +272,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = total = 0
     for p in model.parameters():
         n = getattr(p, "ds_numel", None) or p.numel()  # ZeRO-3 leaves an empty placeholder on each process
-        if p.__class__.__name__ == "Params4bit":  # packed: two 4-bit values per byte
-            n *= 2
+        quant_state = getattr(p, "quant_state", None)
+        if p.__class__.__name__ == "Params4bit" and quant_state is not None:
+            n = math.prod(quant_state.shape)  # packed storage: count the weights it stands for
         total += n
         if p.requires_grad:
             trainable += n
     return trainable, total
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")

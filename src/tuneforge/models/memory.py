@@ -1,16 +1,25 @@
-"""Training memory estimate, printed before training beside what the device has.
+"""Training memory estimate: the start banner, ``gradient_checkpointing: auto`` and ``tuneforge plan`` use it.
 
-Terms (bytes): frozen weights at their load precision (4-bit ≈ 0.5 byte/param plus quantization
-constants, 8-bit 1, bf16/fp16 2, fp32 4); trainable weights (fp32 masters; LoRA adapters are kept in
-fp32), their gradients (fp32) and AdamW's two fp32 states; activations saved for the backward pass of
-``per_device_train_batch_size x seq_length`` tokens (DPO: chosen and rejected, so twice the tokens).
+The estimate is the peak memory of one device during a training step, in parts (bytes):
 
-Activation coefficients are per decoder layer and token, in elements of the activation dtype; they were
-measured on this code (HF Llama blocks, SDPA, our chunked LM head) on CPU and match a hand count of the
-tensors autograd keeps: the norms (input and normalised output), q/k/v after RoPE, the attention output
-and its reshaped copy, and the SwiGLU MLP (gate, up, SiLU output, product, plus backward work buffers).
-The LM head never materialises (tokens x vocab) logits here: it runs only on labelled positions, in
-chunks of at most 2^25 logits (``losses._CHUNK_ELEMENTS``).
+- ``runtime``: what the process holds besides the model. CPU: the interpreter and libraries (torch,
+  transformers, peft, tokenizer), i.e. the RSS before the model loads; GPU: the CUDA context and the
+  caching allocator's slack. With it the CPU total is comparable with the process's peak RSS (what the
+  end banner prints) and the GPU total with the memory the card shows as used.
+- ``weights``: frozen or trained weights at their load precision (4-bit ≈ 0.5 byte/param plus quantization
+  constants, 8-bit 1, bf16/fp16 2, fp32 4). Full training keeps fp32 masters; a LoRA base lives in the
+  compute dtype; QLoRA keeps the quantized linears packed and (peft's k-bit preparation) casts the rest —
+  embeddings, norms, LM head — to fp32.
+- ``trainable``/``gradients``/``optimizer``: LoRA adapters in fp32, fp32 gradients, AdamW's two fp32 states.
+- ``activations``: what autograd keeps of ``rows x tokens`` for the backward pass (DPO: chosen and rejected).
+- ``logits``: the LM head runs only on labelled positions and in chunks (``losses.CHUNK_ELEMENTS``), so
+  only one chunk of fp32 logits (plus its exp and gradient) exists at a time; a head whose logits are
+  post-processed (Gemma 2's soft-capping) materialises every labelled position's logits instead.
+
+Activation coefficients (elements per layer and token) differ by device: the CPU's attention and fp32
+autograd keep more than a GPU's fused bf16 kernels. Both sets are fitted to peaks measured on this code and
+recorded with their source in ``bench/memory/measured.json``; tests/unit/models/test_memory_calibration.py
+holds every estimate within 20 % of its measured figure.
 """
 from __future__ import annotations
 
@@ -22,15 +31,47 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
+from ..losses import CHUNK_ELEMENTS
 
 GIB = 1024 ** 3
-# Elements kept per layer and token: ATTN_H x hidden + ATTN_KV x kv width + MLP_I x intermediate size.
-ATTN_H, ATTN_KV, MLP_I = 12.0, 2.0, 6.0
-# A LoRA-wrapped projection keeps its dropout output and mask besides the frozen path; (in + out) x this.
-LORA_SAVED_WITH_DROPOUT, LORA_SAVED_NO_DROPOUT = 1.8, 0.75
-LOGITS_CHUNK = 1 << 25  # as losses._CHUNK_ELEMENTS
-CUDA_CONTEXT_GIB = 0.5  # CUDA context, kernels and allocator slack on a GPU
 QUANT_OVERHEAD = {4: 0.04, 8: 0.02}  # per-block scales (double-quantized for 4-bit), as a fraction of the packed size
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What a kind of device keeps besides the saved activations' element count, and what its runtime costs."""
+
+    activation_scale: float  # bytes kept per counted element, relative to the activation dtype's size
+    logits_bytes: float  # bytes per element of one logits chunk (fp32 logits + their cast for the matmul)
+    runtime_gib: float  # CPU: interpreter + libraries (RSS before the model loads); GPU: CUDA context
+    allocator_slack: float  # reserved/retained beyond the tensors, as a fraction of them
+
+
+# Elements autograd keeps per decoder layer and token (Llama-style block, SDPA), counted with
+# torch.autograd.graph.saved_tensors_hooks on five shapes (bench/memory/measured.json, "saved_tensors"):
+#   frozen base + LoRA on q,k,v,o:  5 x hidden + 2 x kv width + 3 x intermediate + rank per adapted projection
+#   full training:                  8 x hidden + 2 x kv width + 4 x intermediate
+#   lora_dropout > 0 adds 1.75 x the input width of each adapted projection (the dropped copy and its mask).
+# Outside the layers: LoRA 1.25 x hidden per token, full training 7 x hidden.
+LORA_H, LORA_KV, LORA_I, FULL_H, FULL_KV, FULL_I = 5.0, 2.0, 3.0, 8.0, 2.0, 4.0
+DROPOUT_PER_INPUT = 1.75
+EDGE_LORA_H, EDGE_FULL_H = 1.25, 7.0
+# CPU: fp32 throughout, the counted tensors are what is kept, plus the glibc allocator's retention (fitted to
+# peak RSS). GPU (bf16 autocast): RMSNorm's fp32 upcasts and peft's fp32 adapter inputs keep ~1.5x the
+# 16-bit count (fitted to the H200 peaks in bench/RESULTS.md).
+PROFILES = {
+    "cpu": DeviceProfile(activation_scale=1.0, logits_bytes=4.0, runtime_gib=0.35, allocator_slack=0.0),
+    "cuda": DeviceProfile(activation_scale=1.5, logits_bytes=6.0, runtime_gib=0.6, allocator_slack=0.07),
+}
+try:  # the loss's chunk size per device (fp32 logits elements per chunk)
+    from ..losses import CHUNK_ELEMENTS as LOGITS_CHUNK
+except ImportError:  # pragma: no cover - an older losses module
+    LOGITS_CHUNK = {"cpu": 1 << 25, "cuda": 1 << 27}
+CUDA_CONTEXT_GIB = PROFILES["cuda"].runtime_gib
+
+
+def profile_for(device_type: str) -> DeviceProfile:
+    return PROFILES["cuda" if device_type == "cuda" else "cpu"]
 
 
 @dataclass
@@ -43,6 +84,7 @@ class ModelShape:
     head_dim: int
     vocab: int
     tied: bool
+    softcap_logits: bool = False  # logits post-processed (soft-capping): the fused chunked head is not used
 
     @classmethod
     def from_config(cls, config: Any) -> "ModelShape":
@@ -52,7 +94,8 @@ class ModelShape:
         return cls(hidden=hidden, layers=int(cfg.num_hidden_layers), intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden)),
                    heads=heads, kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
                    head_dim=int(getattr(cfg, "head_dim", None) or hidden // heads), vocab=int(cfg.vocab_size),
-                   tied=bool(getattr(cfg, "tie_word_embeddings", False)))
+                   tied=bool(getattr(cfg, "tie_word_embeddings", False)),
+                   softcap_logits=bool(getattr(cfg, "final_logit_softcapping", None)))
 
     @property
     def q_width(self) -> int:
@@ -90,58 +133,125 @@ class MemoryEstimate:
     trainable: float  # LoRA adapter weights (fp32); 0 for full training (counted in weights)
     gradients: float
     optimizer: float
-    activations: float
-    overhead: float  # runtime context (CUDA)
+    activations: float  # decoder activations kept for the backward pass
+    logits: float  # LM-head logits (one chunk, or every labelled position when not chunked)
+    overhead: float  # runtime: CPU process baseline, or CUDA context + allocator slack
+    device_type: str = "cpu"
 
     @property
     def total(self) -> float:
-        return self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.overhead
+        return self.allocated + self.overhead
+
+    @property
+    def allocated(self) -> float:
+        """The tensors alone: comparable with ``torch.cuda.max_memory_allocated`` on a GPU."""
+        return self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.logits
 
     def parts_gib(self) -> dict[str, float]:
-        return {k: round(v / GIB, 3) for k, v in dataclasses.asdict(self).items()} | {"total": round(self.total / GIB, 3)}
+        parts = {k: v for k, v in dataclasses.asdict(self).items() if k != "device_type"}
+        return {k: round(v / GIB, 3) for k, v in parts.items()} | {"total": round(self.total / GIB, 3)}
+
+    def covers(self) -> str:
+        """What the total is comparable with, in words."""
+        if self.device_type == "cuda":
+            return "peak GPU memory of one device, CUDA context and allocator slack included"
+        return "peak RSS of the training process, its ~{:.2f} GiB runtime baseline included".format(self.overhead / GIB)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How parameters, gradients and optimizer state are split over ``world`` processes."""
+
+    engine: str = "ddp"  # ddp | zero2 | zero3 | fsdp
+    world: int = 1
+
+    @property
+    def shards_states(self) -> bool:  # gradients and optimizer state
+        return self.world > 1 and self.engine in ("zero2", "zero3", "fsdp")
+
+    @property
+    def shards_weights(self) -> bool:
+        return self.world > 1 and self.engine in ("zero3", "fsdp")
+
+
+def sharding_of(cfg: TrainConfig, world: int) -> Sharding:
+    """The engine a run's config selects (DeepSpeed stage from the shipped config names)."""
+    if cfg.fsdp:
+        return Sharding("fsdp", world)
+    ds = str(cfg.deepspeed or "")
+    if ds:
+        return Sharding("zero3" if "3" in os.path.basename(ds) else "zero2", world)
+    return Sharding("ddp", world)
 
 
 def _weight_bytes(cfg: TrainConfig, shape: ModelShape, total_params: int, mixed: str) -> float:
     compute_bytes = 2 if mixed != "no" else 4
     # Frozen LoRA bases live in 16 bit under mixed precision; full training keeps fp32 masters.
-    base_bytes = compute_bytes if cfg.lora_dim > 0 else 4
+    base_bytes = compute_bytes if cfg.is_lora else 4
     bits = 4 if cfg.load_in_4bit else 8 if cfg.load_in_8bit else None
     if bits is None:
         return total_params * base_bytes
     quantized = min(shape.block_linear_params(), total_params)
-    rest = total_params - quantized  # embeddings, norms and the LM head stay in the compute dtype
-    return quantized * bits / 8 * (1 + QUANT_OVERHEAD[bits]) + rest * compute_bytes
+    rest = total_params - quantized  # embeddings, norms, LM head: cast to fp32 by peft's k-bit preparation
+    return quantized * bits / 8 * (1 + QUANT_OVERHEAD[bits]) + rest * 4
 
 
-def _activation_bytes(cfg: TrainConfig, shape: ModelShape, mixed: str, row_tokens: int | None) -> float:
-    rows = cfg.per_device_train_batch_size * (2 if cfg.training_strategy == "dpo" else 1)
-    tokens = rows * min(cfg.seq_length, row_tokens or cfg.seq_length)
-    b = 2 if mixed != "no" else 4  # bf16/fp16 autocast keeps 16-bit activations
-    per_layer = ATTN_H * shape.hidden + ATTN_KV * shape.kv_width + MLP_I * shape.intermediate
-    if cfg.lora_dim > 0:
-        factor = LORA_SAVED_WITH_DROPOUT if cfg.lora_dropout > 0 else LORA_SAVED_NO_DROPOUT
-        chosen = shape._targets(cfg.lora_target_modules)
-        per_layer += sum((i + o) * factor + cfg.lora_dim for n, (i, o) in shape.projections().items() if n in chosen)
+def micro_batch_tokens(cfg: TrainConfig, row_tokens: int | None = None, train_rows: int | None = None) -> tuple[int, int]:
+    """(sequences, tokens per sequence) of the largest micro-batch: never more rows than the data has."""
+    rows = int(cfg.per_device_train_batch_size)
+    if train_rows:
+        rows = min(rows, train_rows)
+    seqs = rows * (2 if cfg.training_strategy == "dpo" else 1)
+    return seqs, min(cfg.seq_length, row_tokens or cfg.seq_length)
+
+
+def layer_elements(cfg: TrainConfig, shape: ModelShape) -> float:
+    """Activation elements one decoder layer keeps per token (see the coefficients above)."""
+    h, kv, inter = shape.hidden, shape.kv_width, shape.intermediate
+    if cfg.lora_dim == 0:
+        return FULL_H * h + FULL_KV * kv + FULL_I * inter
+    chosen = shape._targets(cfg.lora_target_modules)
+    per_layer = LORA_H * h + LORA_KV * kv + LORA_I * inter + cfg.lora_dim * len(chosen & set(shape.projections()))
+    # adapters on the MLP keep inputs a frozen MLP does not: the normed input (gate/up), the product (down)
+    per_layer += h * bool(chosen & {"gate_proj", "up_proj"}) + inter * ("down_proj" in chosen)
+    if cfg.lora_dropout > 0:
+        per_layer += DROPOUT_PER_INPUT * sum(i for n, (i, _) in shape.projections().items() if n in chosen)
+    return per_layer
+
+
+def _activation_bytes(cfg: TrainConfig, shape: ModelShape, prof: DeviceProfile, mixed: str, tokens: int) -> float:
+    b = (2 if mixed != "no" else 4) * prof.activation_scale  # bf16/fp16 autocast keeps 16-bit activations
+    per_layer = layer_elements(cfg, shape)
     if cfg.gradient_checkpointing is True:
-        # Only each layer's input is kept; one layer's activations exist again while it is recomputed.
-        layers = shape.layers * shape.hidden + per_layer
+        # Only each layer's input is kept; in the backward pass one layer is recomputed, so its activations
+        # and their gradients exist again (a 2-layer model saves almost nothing this way: measured).
+        layers = shape.layers * shape.hidden + 2 * per_layer
     else:
         layers = shape.layers * per_layer
-    # Embedding output, final norm, gradient of the hidden states from the fused LM-head loss.
-    edges = 4 * shape.hidden
-    chunk_rows = min(tokens, max(1, LOGITS_CHUNK // shape.vocab))
-    logits = chunk_rows * shape.vocab * 4 * 3  # fp32 logits, their exp and the gradient, one chunk at a time
-    head_grad = shape.vocab * shape.hidden * 4 * 2 if cfg.lora_dim == 0 else 0  # LM-head weight gradient buffers
-    return tokens * (layers + edges) * b + logits + head_grad
+    edges = (EDGE_LORA_H if cfg.lora_dim > 0 else EDGE_FULL_H) * shape.hidden
+    return tokens * (layers + edges) * b
+
+
+def _logit_bytes(cfg: TrainConfig, shape: ModelShape, prof: DeviceProfile, device_type: str, tokens: int) -> float:
+    if shape.softcap_logits:  # every labelled position's fp32 logits, their soft-capped copy, softmax and gradient
+        return tokens * shape.vocab * 4 * 4
+    chunk = LOGITS_CHUNK.get("cuda" if device_type == "cuda" else "cpu", 1 << 25)
+    chunk_rows = min(tokens, max(1, chunk // shape.vocab))
+    logits = chunk_rows * shape.vocab * prof.logits_bytes  # one chunk at a time (exp and scaling in place)
+    head_grad = shape.vocab * shape.hidden * 4 if cfg.lora_dim == 0 else 0  # the fp32 LM-head gradient buffer
+    return logits + head_grad
 
 
 def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str = "no", *,
              total_params: int | None = None, trainable_params: int | None = None,
-             longest_row: int | None = None) -> MemoryEstimate:
+             longest_row: int | None = None, train_rows: int | None = None,
+             sharding: Sharding | None = None) -> MemoryEstimate:
     """Peak training memory of one device; ``mixed`` is the resolved mixed precision ('no', 'bf16', 'fp16');
-    parameter counts default to those implied by ``shape``. Rows are taken as ``seq_length`` tokens long,
-    or as the longest row when that is shorter (batches are padded to their longest row only)."""
-    lora = cfg.lora_dim > 0
+    parameter counts default to those implied by ``shape``. Rows are taken as ``seq_length`` tokens long, or
+    as the longest row when that is shorter (batches are padded to their longest row only); a micro-batch
+    never holds more rows than the data set (``train_rows``)."""
+    prof, shard = profile_for(device_type), sharding or Sharding()
+    lora = cfg.is_lora
     if trainable_params is None:
         trainable_params = shape.lora_params(cfg.lora_dim, cfg.lora_target_modules) if lora else shape.total_params()
     # A loaded LoRA model's count includes its adapter; the shape's count is the bare base.
@@ -150,10 +260,37 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
     weights = _weight_bytes(cfg, shape, frozen_total, mixed)
     if cfg.training_strategy == "dpo" and not lora and cfg.dpo_reference == "copy":
         weights *= 2  # a frozen copy of the policy as the reference model
-    return MemoryEstimate(
-        weights=weights, trainable=trainable_params * 4 if lora else 0.0, gradients=trainable_params * 4,
-        optimizer=trainable_params * 8, activations=_activation_bytes(cfg, shape, mixed, longest_row),
-        overhead=CUDA_CONTEXT_GIB * GIB if device_type == "cuda" else 0.0)
+    if shard.shards_weights:
+        # each process keeps its shard, plus whole layers gathered for compute (current and prefetched)
+        layer = shape.block_linear_params() / max(shape.layers, 1) * (2 if mixed != "no" else 4)
+        weights = weights / shard.world + 2 * layer
+    seqs, row = micro_batch_tokens(cfg, longest_row, train_rows)
+    tokens = seqs * row
+    divide = shard.world if shard.shards_states else 1
+    est = MemoryEstimate(
+        weights=weights, trainable=(trainable_params * 4 / (shard.world if shard.shards_weights else 1)) if lora else 0.0,
+        gradients=trainable_params * 4 / divide, optimizer=trainable_params * 8 / divide,
+        activations=_activation_bytes(cfg, shape, prof, mixed, tokens),
+        logits=_logit_bytes(cfg, shape, prof, device_type, tokens),
+        overhead=0.0, device_type=device_type)
+    est.overhead = prof.runtime_gib * GIB + prof.allocator_slack * est.allocated
+    return est
+
+
+def largest_batch(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str, budget: float, *,
+                  limit: int = 1024, **kwargs: Any) -> int:
+    """The largest per_device_train_batch_size (1..limit) whose estimate fits ``budget`` bytes; 0 if none."""
+    def fits(batch: int) -> bool:
+        return estimate(dataclasses.replace(cfg, per_device_train_batch_size=batch), shape, device_type, mixed,
+                        **kwargs).total <= budget
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, limit
+    while lo < hi:  # memory grows with the batch, so the fitting sizes are 1..answer
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
 
 
 # -- what the device has -------------------------------------------------------------------------------
@@ -188,67 +325,10 @@ def device_memory(device: torch.device) -> DeviceMemory:
     return DeviceMemory("host RAM", total, available + host_memory()["host_rss_gib"] * GIB)
 
 
-# -- advice ------------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """The banner and advice moved to ``memory_report``; old imports from here keep working."""
+    if name in ("estimate_lines", "checkpointing_needed", "suggestions"):
+        from . import memory_report
 
-
-def _variants(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
-    """Config changes that lower memory, each described as the keys to set."""
-    out = []
-    if cfg.lora_dim == 0:
-        out.append(("lora_dim: 32 (LoRA)", dataclasses.replace(cfg, lora_dim=32)))
-        out.append(("lora_dim: 32, load_in_4bit: true (QLoRA)", dataclasses.replace(cfg, lora_dim=32, load_in_4bit=True)))
-    elif not (cfg.load_in_4bit or cfg.load_in_8bit):
-        out.append(("load_in_4bit: true (QLoRA)", dataclasses.replace(cfg, load_in_4bit=True)))
-    if cfg.per_device_train_batch_size > 1:
-        b = max(1, cfg.per_device_train_batch_size // 2)
-        acc = cfg.gradient_accumulation_steps * cfg.per_device_train_batch_size // b
-        out.append((f"per_device_train_batch_size: {b}, gradient_accumulation_steps: {acc} (same effective batch)",
-                    dataclasses.replace(cfg, per_device_train_batch_size=b, gradient_accumulation_steps=acc)))
-    if cfg.gradient_checkpointing is not True:
-        out.append(("gradient_checkpointing: true", dataclasses.replace(cfg, gradient_checkpointing=True)))
-    return out
-
-
-def suggestions(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str = "no",
-                total_params: int | None = None, longest_row: int | None = None) -> list[str]:
-    """Each memory-saving change with the estimate it would give, best first."""
-    rows = []
-    for text, variant in _variants(cfg):
-        est = estimate(variant, shape, device_type, mixed, total_params=total_params, longest_row=longest_row)
-        rows.append((est.total, f"{text} -> about {est.total / GIB:.1f} GiB"))
-    return [text for _, text in sorted(rows)]
-
-
-def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: str, *, total_params: int,
-                   trainable_params: int, longest_row: int | None = None) -> tuple[list[str], dict[str, float]]:
-    """The start banner's memory lines (a warning with suggestions when the run will not fit) and the
-    figures for the metrics log's start record."""
-    if not isinstance(cfg.per_device_train_batch_size, int):  # 'auto' is resolved before the banner
-        return ["  memory estimate: batch size not resolved yet"], {}
-    try:
-        shape = ModelShape.from_config(model.config)
-    except (AttributeError, TypeError, ValueError):  # an architecture without the usual config fields
-        return ["  memory estimate: not available for this model's config"], {}
-    est = estimate(cfg, shape, device.type, mixed, total_params=total_params, trainable_params=trainable_params,
-                   longest_row=longest_row)
-    row = min(cfg.seq_length, longest_row or cfg.seq_length)
-    rows_text = f"seq_length {cfg.seq_length}" if row == cfg.seq_length else f"{row} tokens (longest row; seq_length {cfg.seq_length})"
-    dev = device_memory(device)
-    parts = est.parts_gib()
-    detail = ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if k != "total" and v > 0)
-    lines = [f"  memory estimate: {parts['total']:.2f} GiB ({detail}; batch {cfg.per_device_train_batch_size} x "
-             f"{rows_text}) | {dev.name}: {dev.total / GIB:.1f} GiB total, "
-             f"{dev.usable / GIB:.1f} GiB usable"]
-    if est.total > dev.usable:
-        lines.append(f"  WARNING: this run probably does not fit ({parts['total']:.1f} GiB needed, "
-                     f"{dev.usable / GIB:.1f} GiB usable). Try:")
-        lines += [f"    - {s}" for s in suggestions(cfg, shape, device.type, mixed, total_params, longest_row)]
-    return lines, {**{f"memory_estimate_{k}_gib": v for k, v in parts.items()},
-                   "device_memory_total_gib": round(dev.total / GIB, 3), "device_memory_usable_gib": round(dev.usable / GIB, 3)}
-
-
-def checkpointing_needed(cfg: TrainConfig, record: dict[str, float]) -> bool:
-    """``gradient_checkpointing: auto``: on when the estimate without it exceeds the usable memory."""
-    if cfg.gradient_checkpointing != "auto" or not record:
-        return False
-    return record["memory_estimate_total_gib"] > record["device_memory_usable_gib"]
+        return getattr(memory_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,8 @@ from ..data.formats import Message
 from ..models import inference
 from .common import add_generation_arguments, add_model_arguments, generation_kwargs, load_for_inference
 
-HELP = "commands: /reset clears the history, /history shows it, /exit (or Ctrl-D) quits"
+HELP = ("commands: /reset clears the history, /history shows it, /exit (or Ctrl-D) quits; "
+        "Ctrl-C stops an answer and keeps the chat")
 
 
 def _streamer(tokenizer, out: TextIO):
@@ -45,15 +46,16 @@ class ChatSession:
     history: list[Message] = field(default_factory=list)
 
     def reply(self, text: str) -> str:
-        self.history.append(Message("user", text))
-        ids = inference.prompt_ids(self.tokenizer, self.source, self.history, self.system_prompt)
+        """Stream the answer to ``text``; an interrupted answer (Ctrl-C) leaves the history as it was."""
+        ids = inference.prompt_ids(self.tokenizer, self.source, self.history + [Message("user", text)],
+                                   self.system_prompt)
         input_ids = torch.tensor([ids], device=self.device)
         streamer = _streamer(self.tokenizer, self.out)
         with torch.no_grad():
             output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                          streamer=streamer, **self.gen_kwargs)
         answer = self.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True).strip()
-        self.history.append(Message("assistant", answer))
+        self.history += [Message("user", text), Message("assistant", answer)]
         return answer
 
     def shown_history(self) -> str:
@@ -78,16 +80,35 @@ def _commands(session: ChatSession) -> dict[str, Callable[[], bool]]:
             "/help": lambda: bool(session.out.write(HELP + "\n")) or True}
 
 
-def run_chat(session: ChatSession, lines: TextIO, interactive: bool) -> int:
-    commands = _commands(session)
-    if interactive:
-        session.out.write(HELP + "\n")
+def describe(source: inference.ModelSource, device: torch.device, dtype: torch.dtype) -> str:
+    """The banner: which model and adapter answer."""
+    adapter = f" + adapter {source.adapter}" if source.adapter else ""
+    return f"chat with {source.base}{adapter} ({str(dtype).replace('torch.', '')} on {device})"
+
+
+def _read_line(session: ChatSession, lines: TextIO, interactive: bool) -> str | None:
+    """The next input line; None at end of input (Ctrl-D). Ctrl-C at the prompt gives a fresh prompt."""
     while True:
         if interactive:
             session.out.write(">>> ")
             session.out.flush()
-        line = lines.readline()
-        if not line:  # end of input
+        try:
+            line = lines.readline()
+        except KeyboardInterrupt:
+            session.out.write("\n(Ctrl-D or /exit quits)\n")
+            continue
+        if not line and interactive:
+            session.out.write("\n")  # the shell prompt starts on its own line after Ctrl-D
+        return line or None
+
+
+def run_chat(session: ChatSession, lines: TextIO, interactive: bool, banner: str | None = None) -> int:
+    commands = _commands(session)
+    if interactive:
+        session.out.write((banner + "\n" if banner else "") + HELP + "\n")
+    while True:
+        line = _read_line(session, lines, interactive)
+        if line is None:  # end of input
             break
         text = line.rstrip("\n")
         if not text.strip():
@@ -102,7 +123,10 @@ def run_chat(session: ChatSession, lines: TextIO, interactive: bool) -> int:
             continue
         session.out.write("assistant: ")
         session.out.flush()
-        session.reply(text)
+        try:
+            session.reply(text)
+        except KeyboardInterrupt:  # stop this answer, keep the conversation before it
+            session.out.write("\n(answer stopped; it is not kept in the history)\n")
     return 0
 
 
@@ -110,7 +134,8 @@ def _cmd(args: argparse.Namespace) -> int:
     source, model, tokenizer, device = load_for_inference(args)
     kwargs = generation_kwargs(args, inference.stop_token_ids(model, tokenizer), tokenizer.pad_token_id)
     session = ChatSession(model, tokenizer, source, kwargs, device, system_prompt=args.system, out=sys.stdout)
-    return run_chat(session, sys.stdin, interactive=sys.stdin.isatty())
+    dtype = next(model.parameters()).dtype
+    return run_chat(session, sys.stdin, interactive=sys.stdin.isatty(), banner=describe(source, device, dtype))
 
 
 def add_parser(subparsers) -> None:

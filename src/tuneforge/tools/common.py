@@ -59,6 +59,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                         help="weights precision (auto: bf16 on a capable GPU, float32 otherwise)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_trust_argument(parser)
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the model's own Python code (shipped with it) to run; never taken from a run "
+                             "directory's saved config")
+    parser.add_argument("--allow-pickle-weights", action="store_true",
+                        help="also load pickle (.bin) weights you trust (default: safetensors only; never taken from a "
+                             "run directory's saved config)")
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 256) -> None:
@@ -94,7 +104,8 @@ def load_for_inference(args: argparse.Namespace):
 
     from ..models import inference
 
-    source = inference.resolve_source(args.model, args.adapter)
+    source = inference.resolve_source(args.model, args.adapter, trust_remote_code=args.trust_remote_code)
+    source.allow_pickle_weights = args.allow_pickle_weights
     device = torch.device(args.device) if args.device else inference.default_device()
     tokenizer = inference.load_tokenizer_for(source)
     dtype = inference.pick_dtype(args.dtype, device)

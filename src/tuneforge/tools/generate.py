@@ -1,7 +1,8 @@
 """``tuneforge generate``: answers for one prompt or a JSONL file of prompts, in batches.
 
-Input rows may be ``{"prompt": str | messages}``, ``{"messages": [...]}`` (a trailing assistant turn is
-dropped, so a training file can be replayed), or the service's ``{"instruction", "input"?, "system"?}``.
+Input rows may be ``{"prompt": str | messages}`` or any training row format (``data.formats.FORMATS``:
+messages and ShareGPT rows lose their trailing assistant turn, so a training file can be replayed;
+instruction rows keep their system and input; preference rows use their prompt).
 Each output row is the input row plus ``"response"``.
 """
 from __future__ import annotations
@@ -10,56 +11,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ..data.formats import Message, read_rows
+from ..data.formats import Message, prompt_messages, read_rows
 from ..errors import ConfigError, DataError
 from ..models import inference
 from .common import add_generation_arguments, add_model_arguments, generation_kwargs, load_for_inference
 
 
-def _from_prompt(row: dict, where: tuple[str, int]) -> list[Message]:
-    prompt = row["prompt"]
-    if isinstance(prompt, str):
-        return [Message("user", prompt)]
-    return _from_messages({"messages": prompt}, where)
-
-
-def _from_messages(row: dict, where: tuple[str, int]) -> list[Message]:
-    items = row["messages"]
-    if not isinstance(items, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in items):
-        raise DataError(where[0], where[1], "messages", "expected a list of {role, content} messages")
-    msgs = [Message(str(m.get("role")), m["content"]) for m in items]
-    while msgs and msgs[-1].role == "assistant":
-        msgs.pop()
-    if not msgs or msgs[-1].role != "user":
-        raise DataError(where[0], where[1], "messages", "needs a user turn to answer")
-    return msgs
-
-
-def _from_instruction(row: dict, where: tuple[str, int]) -> list[Message]:
-    text = str(row["instruction"]) + ("\n" + str(row["input"]) if str(row.get("input") or "").strip() else "")
-    system = row.get("system")
-    return ([Message("system", system)] if isinstance(system, str) and system.strip() else []) + [Message("user", text)]
-
-
-# The first key a row has decides how it becomes a conversation.
-ROW_READERS: dict[str, Callable[[dict, tuple[str, int]], list[Message]]] = {
-    "messages": _from_messages, "prompt": _from_prompt, "instruction": _from_instruction}
-
-
 def read_prompts(path: str) -> list[tuple[dict, list[Message]]]:
+    """(row, the messages to answer) per row; any row format of ``data.formats.FORMATS`` is accepted."""
     out = []
     for line, row in read_rows(path):
-        where = (path, line)
         if not isinstance(row, dict):
             raise DataError(path, line, None, "expected a JSON object")
-        key = next((k for k in ROW_READERS if k in row), None)
-        if key is None:
-            raise DataError(path, line, None, f"no prompt: expected one of the fields {', '.join(ROW_READERS)}")
-        out.append((row, ROW_READERS[key](row, where)))
+        out.append((row, prompt_messages(row, (path, line))))
     return out
 
 

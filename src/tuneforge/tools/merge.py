@@ -13,13 +13,16 @@ import yaml
 from ..errors import ConfigError
 from ..models import inference
 from ..outputs import CONFIG_FILE
+from .common import add_trust_argument
 
 
-def merge(run_dir: str, output: str, *, dtype: str = "auto", overwrite: bool = False, say=print) -> Path:
+def merge(run_dir: str, output: str, *, dtype: str = "auto", overwrite: bool = False, say=print,
+          trust_remote_code: bool = False, allow_pickle_weights: bool = False) -> Path:
     """Write the merged model to ``output`` and return it."""
     if not Path(run_dir).is_dir():
         raise ConfigError(f"{run_dir!r}: no such run directory.")
-    source = inference.resolve_source(run_dir)
+    source = inference.resolve_source(run_dir, trust_remote_code=trust_remote_code)
+    source.allow_pickle_weights = allow_pickle_weights
     if source.adapter is None:
         raise ConfigError(f"{run_dir!r} holds no LoRA adapter ({inference.ADAPTER_CONFIG}): a full-parameter run is "
                           "already a standalone model directory; nothing to merge.")
@@ -53,7 +56,8 @@ def merge(run_dir: str, output: str, *, dtype: str = "auto", overwrite: bool = F
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    merge(args.run_dir, args.output, dtype=args.dtype, overwrite=args.overwrite)
+    merge(args.run_dir, args.output, dtype=args.dtype, overwrite=args.overwrite,
+          trust_remote_code=args.trust_remote_code, allow_pickle_weights=args.allow_pickle_weights)
     return 0
 
 
@@ -68,4 +72,5 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=("auto", *inference.DTYPES), default="auto",
                    help="precision of the merged weights (auto: the base checkpoint's own 16/32-bit dtype)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    add_trust_argument(p)
     p.set_defaults(func=_cmd)

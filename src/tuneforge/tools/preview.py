@@ -1,7 +1,9 @@
 """``tuneforge preview``: the first training rows exactly as the model sees them, trained parts marked.
 
-The text shown is the decoded token ids after truncation (not the raw data), so a wrong system
-prompt, a template quirk or a missing end-of-turn token is visible at a glance.
+The rows come from the same prepared data training uses (the one encoder, the tokenized cache, the
+validation split), so the text shown is the decoded token ids training trains on — truncation and
+dropped rows included — and a wrong system prompt, a template quirk or a missing end-of-turn token is
+visible at a glance.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from ..config import TrainConfig
-from ..data.formats import Message, load_examples
-from ..data.templates import IGNORE_INDEX, Encoded, encode_messages, with_system_prompt
+from ..data.encode import DROP_NO_TRAINED, EncodeSettings, Encoding, encode_example
+from ..data.formats import RowReport, iter_examples
+from ..data.sources import source_files
+from ..data.split import data_sources, prepare_data
+from ..data.templates import IGNORE_INDEX, Encoded
 from .common import add_config_arguments, config_from_args
 
 OPEN, CLOSE = "⟦", "⟧"
@@ -60,37 +65,62 @@ def render(tokenizer, enc: Encoded, truncated: bool) -> RenderedRow:
     return RenderedRow(text, spans, len(enc.input_ids), enc.n_trained, truncated)
 
 
-def _truncate(enc: Encoded, n: int) -> tuple[Encoded, bool]:
-    if len(enc.input_ids) <= n:
-        return enc, False
-    return Encoded(enc.input_ids[:n], enc.labels[:n], min(enc.prompt_length, n)), True
+def _first_rows(cfg: TrainConfig, tokenizer, n: int) -> list[tuple[str, Encoding]]:
+    """The first ``n`` rows of train_data through the one encoder, with what training does with each.
+
+    With a validation split or mixed sources the training rows are only known after the split, so they
+    come from the prepared data (the same cache training maps); otherwise the file is streamed and only
+    its first rows are encoded, however large it is.
+    """
+    settings = EncodeSettings.from_config(cfg)
+    sources = data_sources(cfg.train_data)
+    if cfg.validation_split > 0 or len(sources) > 1:
+        train = prepare_data(cfg, tokenizer).train
+        return [(train.sources[i], Encoding(train.items[i], train.is_truncated(i))) for i in range(min(n, len(train)))]
+    report = RowReport() if cfg.on_bad_rows == "skip" else None
+    out = []
+    for file in source_files(sources[0].path):
+        for example in iter_examples(file, cfg.training_strategy, report):
+            out.append((example.source, encode_example(example, tokenizer, settings)))
+            if len(out) == n:
+                return out
+    return out
+
+
+def _fate(enc: Encoding) -> str | None:
+    if enc.kept:
+        return None
+    if enc.drop == DROP_NO_TRAINED:
+        return "NO trained token left: training refuses this row (raise seq_length)"
+    if enc.refused:
+        return f"training refuses this row ({enc.drop}; with on_bad_rows: skip it is dropped)"
+    return f"training drops this row ({enc.drop})"
+
+
+def _refused(source: str, enc: Encoding) -> dict:
+    return {"source": source, "dropped": _fate(enc), "why": enc.why}
 
 
 def _sft_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
-    from ..data.sft import build_sft_data, encode_conversation
-
-    examples = load_examples(cfg.train_data, "sft")
-    if cfg.validation_split > 0:  # the training rows are what remains after the held-out split
-        kept = set(build_sft_data(cfg, tokenizer).train.sources[:n])
-        examples = [conv for conv in examples if conv.source in kept]
     rows = []
-    for conv in examples[:n]:
-        enc, truncated = encode_conversation(conv, tokenizer, cfg)
-        rows.append({"source": conv.source, **_row_json(render(tokenizer, enc, truncated))})
+    for source, enc in _first_rows(cfg, tokenizer, n):
+        if enc.item is None:  # the chat template refused the row
+            rows.append(_refused(source, enc))
+            continue
+        rows.append({"source": source, "dropped": _fate(enc), **_row_json(render(tokenizer, enc.item, enc.truncated))})
     return rows
 
 
 def _dpo_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
-    """Prompt+chosen and prompt+rejected, each rendered with the answer as the trained turn."""
+    """Prompt+chosen and prompt+rejected of each pair, as the DPO loss sees them (the prompt untrained)."""
     rows = []
-    for pair in load_examples(cfg.train_data, "dpo")[:n]:
-        prompt = with_system_prompt(pair.prompt, cfg.system_prompt)
-        row: dict = {"source": pair.source}
-        for side, answer in (("chosen", pair.chosen), ("rejected", pair.rejected)):
-            enc = encode_messages(tokenizer, prompt + [Message("assistant", answer)],
-                                  chat_template=cfg.apply_chat_template, last_turn_only=True)
-            row[side] = _row_json(render(tokenizer, *_truncate(enc, cfg.seq_length)))
-        rows.append(row)
+    for source, enc in _first_rows(cfg, tokenizer, n):
+        if enc.item is None:
+            rows.append(_refused(source, enc))
+            continue
+        chosen, rejected = enc.item.sequences()
+        rows.append({"source": source, "dropped": _fate(enc), "chosen": _row_json(render(tokenizer, chosen, enc.truncated)),
+                     "rejected": _row_json(render(tokenizer, rejected, enc.truncated))})
     return rows
 
 
@@ -117,8 +147,7 @@ def mark(text: str, spans: list[list[int]] | list[tuple[int, int]], color: bool)
 
 def _format_one(title: str, row: dict, color: bool) -> list[str]:
     head = (f"{title}: {row['tokens']} tokens, {row['trained_tokens']} trained"
-            + (" (truncated at seq_length)" if row["truncated"] else "")
-            + (" -- NO trained token left: training refuses this row (raise seq_length)" if not row["trained_tokens"] else ""))
+            + (" (truncated at seq_length)" if row["truncated"] else ""))
     return [head, mark(row["text"], row["trained_spans"], color)]
 
 
@@ -127,11 +156,15 @@ def format_rows(rows: list[dict], cfg: TrainConfig, color: bool) -> str:
     lines = [f"model: {cfg.model} | strategy: {cfg.training_strategy} | seq_length: {cfg.seq_length} | {legend}"]
     for i, row in enumerate(rows):
         lines += ["", f"=== row {i + 1} ({row['source']}) ==="]
+        if row.get("dropped"):
+            lines.append(f"-- {row['dropped']}")
         if "text" in row:
             lines += _format_one("tokens", row, color)
-        else:
+        elif "chosen" in row:
             for side in ("chosen", "rejected"):
                 lines += _format_one(f"prompt + {side}", row[side], color)
+        else:
+            lines.append(row["why"])
     return "\n".join(lines)
 
 

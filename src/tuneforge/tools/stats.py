@@ -1,7 +1,7 @@
 """``tuneforge stats``: token lengths of a data set, counted exactly as training renders the rows.
 
 Lengths come from the model's own tokenizer and chat template, with the configured system prompt,
-through the same encoder training uses (``templates.encode_messages``), so the recommended
+through the one encoder training uses (``encode.encode_example``), so the recommended
 ``seq_length`` is the one training needs, not an online token counter's guess.
 """
 from __future__ import annotations
@@ -10,11 +10,13 @@ import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..config import TrainConfig
-from ..data.formats import Message, RowReport, load_examples
-from ..data.templates import IGNORE_INDEX, Encoded, TemplateMismatch, encode_messages, with_system_prompt
+from ..data.encode import EncodeSettings, encode_example
+from ..data.formats import RowReport, iter_examples
+from ..data.sources import source_files
+from ..data.split import data_sources
 from ..errors import DataError
 from .common import add_config_arguments, config_from_args
 
@@ -28,7 +30,7 @@ MAX_BINS = 12
 @dataclass
 class RowLength:
     tokens: int  # full rendered length, before truncation
-    answer_cut: bool  # truncation at seq_length would leave no trained token
+    answer_cut: bool  # training drops this row (e.g. truncation at seq_length leaves no trained token)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class LengthStats:
     percentiles: dict[str, int]  # "p50" ... "p99", "max"
     seq_length: int
     truncated: int  # rows longer than seq_length
-    answer_cut: int  # rows whose every trained token lies beyond seq_length
+    answer_cut: int  # rows training drops (SFT: no trained token left; DPO: no response left, identical)
     recommended_seq_length: int
     histogram: list[tuple[int, int, int]] = field(default_factory=list)  # (lo, hi inclusive, rows)
 
@@ -75,60 +77,45 @@ def summarize(lengths: Sequence[RowLength], seq_length: int) -> LengthStats:
         recommended_seq_length=recommend_seq_length(tokens), histogram=histogram(tokens))
 
 
-# -- measuring rows, per training strategy --------------------------------------------------------------
-
-
-def _measure(enc: Encoded, seq_length: int) -> RowLength:
-    cut = all(label == IGNORE_INDEX for label in enc.labels[:seq_length])
-    return RowLength(len(enc.input_ids), cut)
-
-
-def _sft_row(example, tokenizer, cfg: TrainConfig) -> RowLength:
-    # The same rendering as data/sft.py's encode_conversation, before its truncation.
-    msgs = with_system_prompt(example.messages, cfg.system_prompt)
-    return _measure(encode_messages(tokenizer, msgs, chat_template=cfg.apply_chat_template), cfg.seq_length)
-
-
-def _dpo_row(example, tokenizer, cfg: TrainConfig) -> RowLength:
-    """The longer of prompt+chosen and prompt+rejected: both must fit seq_length."""
-    prompt = with_system_prompt(example.prompt, cfg.system_prompt)
-    sides = [encode_messages(tokenizer, prompt + [Message("assistant", answer)], chat_template=cfg.apply_chat_template,
-                             last_turn_only=True) for answer in (example.chosen, example.rejected)]
-    measured = [_measure(enc, cfg.seq_length) for enc in sides]
-    return RowLength(max(m.tokens for m in measured), any(m.answer_cut for m in measured))
-
-
-ROW_MEASURES: dict[str, Callable[..., RowLength]] = {"sft": _sft_row, "dpo": _dpo_row}
+# -- measuring rows: the one encoder training uses ---------------------------------------------------------
 
 
 def measure_file(path: str, tokenizer, cfg: TrainConfig, report: RowReport) -> list[RowLength]:
-    strategy = cfg.training_strategy
+    """Each row's length before truncation and whether training keeps it, from ``encode.encode_example``.
+
+    A row the chat template cannot render is an error (or skipped with ``on_bad_rows: skip``), as in
+    training; rows training drops for length or content are counted (``answer_cut``), not refused.
+    """
+    settings = EncodeSettings.from_config(cfg)
     skip = cfg.on_bad_rows == "skip"
     out = []
-    for example in load_examples(path, strategy, report if skip else None):
-        try:
-            out.append(ROW_MEASURES[strategy](example, tokenizer, cfg))
-        except TemplateMismatch as exc:
-            if not skip:
-                where, _, line = example.source.rpartition(":")
-                raise DataError(where, int(line), "messages", str(exc)) from None
-            report.drop("chat template renders prompt and answer inconsistently", example.source)
+    for file in source_files(path):
+        for example in iter_examples(file, cfg.training_strategy, report if skip else None):
+            enc = encode_example(example, tokenizer, settings)
+            if enc.item is None:  # the template refused the row
+                if not skip:
+                    where, _, line = example.source.rpartition(":")
+                    raise DataError(where, int(line), enc.field, enc.why)
+                report.drop(enc.drop, example.source)
+                continue
+            out.append(RowLength(enc.full_length, not enc.kept))
     if not out:
-        raise DataError(path, None, None, "no usable rows")
+        raise DataError(str(path), None, None, "no usable rows")
     return out
 
 
 def collect(cfg: TrainConfig, tokenizer) -> dict:
     """Per data file (train, validation) the length statistics, plus the recommendation from train_data."""
     report = RowReport()
-    splits = {"train": cfg.train_data, "validation": cfg.validation_data}
+    splits = {"train": [src.path for src in data_sources(cfg.train_data)],
+              "validation": [cfg.validation_data] if cfg.validation_data else []}
     result: dict = {"model": cfg.model, "training_strategy": cfg.training_strategy,
                     "apply_chat_template": cfg.apply_chat_template, "system_prompt": cfg.system_prompt,
                     "seq_length": cfg.seq_length, "splits": {}}
-    for name, path in splits.items():
-        if path:
-            stats = summarize(measure_file(path, tokenizer, cfg, report), cfg.seq_length)
-            result["splits"][name] = {"path": path, **asdict(stats)}
+    for name, paths in splits.items():
+        if paths:
+            lengths = [row for path in paths for row in measure_file(path, tokenizer, cfg, report)]
+            result["splits"][name] = {"path": ", ".join(paths), **asdict(summarize(lengths, cfg.seq_length))}
     result["recommended_seq_length"] = result["splits"]["train"]["recommended_seq_length"]
     result["skipped_rows"] = dict(report.dropped)
     return result
@@ -157,8 +144,9 @@ def format_report(result: dict) -> str:
         share = 100 * s["truncated"] / s["rows"]
         lines.append(f"  seq_length={s['seq_length']}: {s['truncated']} rows ({share:.1f}%) would be truncated")
         if s["answer_cut"]:
-            lines.append(f"  {s['answer_cut']} rows would keep no trained token at all (training refuses them, "
-                         "or drops them with on_bad_rows: skip)")
+            lines.append(f"  {s['answer_cut']} rows would not be trained (no trained token left after truncation, or a "
+                         "DPO pair without two distinct responses): training drops them, and refuses SFT rows "
+                         "without a trained token unless on_bad_rows: skip")
     rec = result["recommended_seq_length"]
     lines += ["", f"recommended seq_length: {rec} (the smallest multiple of {ROUND_TO} that keeps at least "
               f"{COVERAGE:.0%} of the training rows whole)"]

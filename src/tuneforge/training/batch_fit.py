@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError, TrainingAborted
+from .sampler import BatchGeometry
 
 AUTO_START = 64  # first micro-batch size tried by per_device_train_batch_size: auto
 
@@ -43,21 +43,12 @@ def oom_message(cfg: TrainConfig, micro_batch: int, accumulation: int, where: st
     ]
     if cfg.gradient_checkpointing is not True:
         advice.append("set gradient_checkpointing: true (~30% slower, much less activation memory)")
-    if cfg.lora_dim == 0:
+    if cfg.is_full:
         advice.append("train LoRA instead of all parameters (lora_dim: 32)")
-    elif not (cfg.load_in_4bit or cfg.load_in_8bit):
+    elif not cfg.quantized:
         advice.append("load the base model in 4 bit (load_in_4bit: true, QLoRA)")
     return (f"out of memory in {where} with per_device_train_batch_size={micro_batch}, seq_length={cfg.seq_length}. "
             "Try: " + "; ".join(f"({i + 1}) {a}" for i, a in enumerate(advice)) + ".")
-
-
-@dataclass(frozen=True)
-class BatchGeometry:
-    per_device: int
-    accumulation: int
-
-    def effective(self, world: int) -> int:
-        return self.per_device * self.accumulation * world
 
 
 def _requested_effective(cfg: TrainConfig, world: int, per_device: int | None) -> int | None:
@@ -65,7 +56,7 @@ def _requested_effective(cfg: TrainConfig, world: int, per_device: int | None) -
         return cfg.effective_batch_size
     if per_device is None:
         return None  # auto without an explicit effective batch: keep the accumulation, grow the batch
-    return per_device * cfg.gradient_accumulation_steps * world
+    return BatchGeometry(per_device, cfg.gradient_accumulation_steps).effective(world)
 
 
 def geometry_for(cfg: TrainConfig, world: int, fitted: int | None = None) -> BatchGeometry:
@@ -105,28 +96,28 @@ def fit_micro_batch(try_batch: Callable[[int], None], start: int, on_oom: Callab
             size = max(1, size // 2)
 
 
-def probe_step(recipe: Any, module: torch.nn.Module, device: torch.device, trainable: Sequence[torch.nn.Parameter],
-               size: int) -> None:
+def probe_step(recipe: Any, loss_module: torch.nn.Module, device: torch.device,
+               trainable: Sequence[torch.nn.Parameter], size: int) -> None:
     """One forward+backward on the ``size`` longest training rows (the worst case of a micro-batch); no update."""
     lengths = recipe.train_lengths
     rows = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:size]
-    module.train()
+    loss_module.train()
     try:
         batch = recipe.collate(rows, "train").to(device)
-        loss, _ = recipe.loss(module, batch)
+        loss, _ = recipe.loss(loss_module, batch)
         loss.backward()
     finally:
         for p in trainable:
             p.grad = None
 
 
-def resolve_auto_batch(cfg: TrainConfig, recipe: Any, module: torch.nn.Module, device: torch.device,
-                       world: int, say: Callable[[str], None]) -> TrainConfig:
-    """``cfg`` with per_device_train_batch_size fitted to memory and gradient_accumulation_steps adjusted."""
+def resolve_auto_batch(cfg: TrainConfig, recipe: Any, loss_module: torch.nn.Module, device: torch.device,
+                       world: int, say: Callable[[str], None]) -> BatchGeometry:
+    """The largest micro-batch that fits memory, with the accumulation that keeps the effective batch."""
     n_rows = len(recipe.train_lengths)
     effective = _requested_effective(cfg, world, None)
     start = min(AUTO_START, n_rows, effective // world if effective else AUTO_START)
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    trainable = [p for p in loss_module.parameters() if p.requires_grad]
 
     def report(size: int, exc: BaseException) -> None:
         say(f"  per_device_train_batch_size: auto — {size} rows ran out of memory, trying {max(1, size // 2)}")
@@ -134,7 +125,7 @@ def resolve_auto_batch(cfg: TrainConfig, recipe: Any, module: torch.nn.Module, d
     devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):  # the probe's dropout must not shift the run's RNG stream
-            fitted = fit_micro_batch(lambda n: probe_step(recipe, module, device, trainable, n), max(1, start), report)
+            fitted = fit_micro_batch(lambda n: probe_step(recipe, loss_module, device, trainable, n), max(1, start), report)
     except (RuntimeError, torch.OutOfMemoryError) as exc:
         if is_oom(exc):
             raise TrainingAborted(oom_message(cfg, 1, cfg.gradient_accumulation_steps,
@@ -143,15 +134,13 @@ def resolve_auto_batch(cfg: TrainConfig, recipe: Any, module: torch.nn.Module, d
     geo = geometry_for(cfg, world, fitted)
     say(f"  per_device_train_batch_size: auto — {fitted} rows fit; using {geo.per_device} x "
         f"{geo.accumulation} accumulation x {world} processes = {geo.effective(world)} rows per step")
-    return dataclasses.replace(cfg, per_device_train_batch_size=geo.per_device, gradient_accumulation_steps=geo.accumulation)
+    return geo
 
 
-def resolve_fixed_batch(cfg: TrainConfig, world: int) -> TrainConfig:
-    """``cfg`` with gradient_accumulation_steps derived from effective_batch_size when that is set."""
-    if cfg.effective_batch_size is None:
-        return cfg
-    geo = geometry_for(cfg, world)
-    return dataclasses.replace(cfg, gradient_accumulation_steps=geo.accumulation)
+def apply_geometry(cfg: TrainConfig, geometry: BatchGeometry) -> TrainConfig:
+    """``cfg`` with the resolved micro-batch and accumulation (what the recipes read and the saved config records)."""
+    return dataclasses.replace(cfg, per_device_train_batch_size=geometry.per_device,
+                               gradient_accumulation_steps=geometry.accumulation)
 
 
 def rechunk(micro_rows: Sequence[Sequence[int]], limit: int) -> list[list[int]]:
@@ -163,15 +152,15 @@ def rechunk(micro_rows: Sequence[Sequence[int]], limit: int) -> list[list[int]]:
 
 
 def resolve_batch(cfg: TrainConfig, saved_geometry: dict[str, int] | None, make_probe_recipe: Callable[[TrainConfig], Any],
-                  module: torch.nn.Module, device: torch.device, world: int, say: Callable[[str], None]) -> TrainConfig:
-    """``cfg`` with a numeric micro-batch and accumulation: fixed, derived from effective_batch_size, fitted
-    to memory (auto), or — resuming an auto run — the geometry the checkpoint was written with."""
+                  loss_module: torch.nn.Module, device: torch.device, world: int,
+                  say: Callable[[str], None]) -> BatchGeometry:
+    """The run's batch geometry, resolved once at its start: fixed, with the accumulation derived from
+    effective_batch_size, fitted to memory (auto), or — resuming an auto run — the checkpoint's."""
     if cfg.per_device_train_batch_size != "auto":
-        return resolve_fixed_batch(cfg, world)
+        return geometry_for(cfg, world)
     if saved_geometry:
-        return dataclasses.replace(cfg, per_device_train_batch_size=saved_geometry["per_device_train_batch_size"],
-                                   gradient_accumulation_steps=saved_geometry["gradient_accumulation_steps"])
-    if getattr(cfg, "fsdp", None) or getattr(cfg, "deepspeed", None):
+        return BatchGeometry(saved_geometry["per_device_train_batch_size"], saved_geometry["gradient_accumulation_steps"])
+    if cfg.fsdp or cfg.deepspeed:
         raise ConfigError("per_device_train_batch_size: auto is not supported with fsdp/deepspeed; give a number.")
     probe = make_probe_recipe(dataclasses.replace(cfg, per_device_train_batch_size=1))
-    return resolve_auto_batch(cfg, probe, module, device, world, say)
+    return resolve_auto_batch(cfg, probe, loss_module, device, world, say)

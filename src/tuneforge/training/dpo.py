@@ -2,7 +2,7 @@
 
 A micro-batch of B pairs is one padded batch of 2B rows, ``[chosen rows; rejected rows]``, so the
 policy runs once per micro-batch. The reference log-probs come from a ``ReferenceSource`` chosen by
-the method (DESIGN.md §1, §4):
+the method (docs/architecture.md, "DPO references"):
 
 - LoRA/QLoRA, new adapter: the same model with the adapter disabled, under no_grad — no second copy.
 - LoRA/QLoRA continuing from ``adapter_name_or_path`` (an SFT adapter): base + that adapter, frozen —
@@ -10,7 +10,7 @@ the method (DESIGN.md §1, §4):
   still *is* base + SFT adapter (no second adapter in memory, none saved with the output).
 - Full: log-probs precomputed in one pass before training (``dpo_reference: precompute``) or a
   frozen deep copy of the model (``copy``); both give the same losses.
-- Reference-free losses (SimPO, ORPO): no reference pass at all.
+- Reference-free losses (SimPO, ORPO; ``reference_free`` in their registration): no reference pass at all.
 
 Precomputed values are stored per row and looked up by row index in ``collate``, so they follow the
 rows whatever order the sampler deals them in.
@@ -26,15 +26,11 @@ import torch
 from torch import nn
 
 from ..data.collate import Batch, pack_batch, pad_batch
-from ..data.dpo import DPOData, EncodedPair, build_dpo_data
-from ..losses import PREFERENCE_LOSSES
+from ..data.dpo import DPOData, EncodedPair
+from ..models.forward import TOKEN_LOGPS
+from ..preference_losses import REFERENCE_FREE, BoundLoss, PairLogps, bind_from_config
 from . import parallel
-from .run import Strategy, describe_splits, register_strategy
-
-# Losses whose formula has no reference model (they ignore the ref_* arguments).
-REFERENCE_FREE = frozenset({"simpo", "orpo"})
-
-STAT_KEYS = ("rewards_chosen", "rewards_rejected", "margins", "accuracies", "logps_chosen", "logps_rejected")
+from .sampler import eval_batches_rows
 
 
 @dataclass
@@ -64,9 +60,9 @@ def collate_pairs(pairs: Sequence[EncodedPair], rows: Sequence[int], pad_id: int
     return PairBatch(sequences, list(rows), torch.tensor(lengths, dtype=torch.float32), reference)
 
 
-def sequence_logps(module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logps(loss_module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs (chosen (B,), rejected (B,)) from one forward over all 2B rows."""
-    token_logps = module(**batch.sequences.model_inputs(), kind="logps")
+    token_logps = loss_module(**batch.sequences.model_inputs(), output=TOKEN_LOGPS)
     seqs = batch.sequences
     if seqs.position_ids is not None and seqs.n_rows != token_logps.shape[0]:
         # Packed: one sequence holding the 2B rows; each row starts where its position ids restart.
@@ -83,18 +79,18 @@ def sequence_logps(module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, t
 
 class ReferenceSource(Protocol):
     def stored(self, split: str, rows: Sequence[int]) -> torch.Tensor | None: ...  # per-row values, if precomputed
-    def logps(self, module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]: ...
+    # (chosen (B,), rejected (B,)) reference log-probs; None for a reference-free loss
+    def logps(self, loss_module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor] | None: ...
 
 
 class NoReference:
-    """Reference-free losses: zeros, never used by the loss."""
+    """Reference-free losses: no reference model, no reference pass."""
 
     def stored(self, split, rows):
         return None
 
-    def logps(self, module, batch):
-        zeros = torch.zeros(batch.n_pairs, device=batch.sequences.input_ids.device)
-        return zeros, zeros
+    def logps(self, loss_module, batch):
+        return None
 
 
 class AdapterDisabledReference:
@@ -106,11 +102,11 @@ class AdapterDisabledReference:
     def stored(self, split, rows):
         return None
 
-    def logps(self, module, batch):
-        inner = self.accelerator.unwrap_model(module)
+    def logps(self, loss_module, batch):
+        inner = self.accelerator.unwrap_model(loss_module)
         # DDP's wrapper would only add its forward hooks (no gradient flows here), so it is skipped; FSDP's root
         # wrapper is what gathers the weights outside the decoder layers (embeddings, head), so it is kept.
-        runner = module if parallel.is_fsdp(self.accelerator) else inner
+        runner = loss_module if parallel.is_fsdp(self.accelerator) else inner
         with torch.no_grad(), inner.model.disable_adapter(), self.accelerator.autocast():
             return sequence_logps(runner, batch)
 
@@ -118,17 +114,17 @@ class AdapterDisabledReference:
 class FrozenCopyReference:
     """Full-parameter ``dpo_reference: copy``: a frozen deep copy of the starting model."""
 
-    def __init__(self, module: nn.Module, accelerator):
-        self.module = copy.deepcopy(module).eval()
-        self.module.requires_grad_(False)
+    def __init__(self, loss_module: nn.Module, accelerator):
+        self.frozen = copy.deepcopy(loss_module).eval()
+        self.frozen.requires_grad_(False)
         self.accelerator = accelerator
 
     def stored(self, split, rows):
         return None
 
-    def logps(self, module, batch):
+    def logps(self, loss_module, batch):
         with torch.no_grad(), self.accelerator.autocast():
-            return sequence_logps(self.module, batch)
+            return sequence_logps(self.frozen, batch)
 
 
 class PrecomputedReference:
@@ -142,23 +138,23 @@ class PrecomputedReference:
         self.values = values  # split -> (N, 2) [chosen, rejected]
         self.pending = pending
 
-    def on_prepared(self, module: nn.Module) -> None:
+    def on_prepared(self, loss_module: nn.Module) -> None:
         if self.pending is not None:
-            self.pending(module)
+            self.pending(loss_module)
             self.pending = None
 
     def stored(self, split, rows):
         return self.values[split][list(rows)]
 
-    def logps(self, module, batch):
+    def logps(self, loss_module, batch):
         assert batch.reference is not None, "precomputed reference log-probs missing from the batch"
         return batch.reference[:, 0], batch.reference[:, 1]
 
 
 @torch.no_grad()
-def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
+def precompute_reference(loss_module: nn.Module, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
                          accelerator) -> torch.Tensor:
-    """(N, 2) reference log-probs of ``pairs`` under ``module`` as it is now (eval mode, the run's precision).
+    """(N, 2) reference log-probs of ``pairs`` under ``loss_module`` as it is now (eval mode, the run's precision).
 
     Each process computes its share of the rows (r, r+W, ...) and the shares are summed across processes.
     """
@@ -172,8 +168,8 @@ def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id
         # Sharded forwards (through the engine) communicate: every process runs as many as the one with the
         # most rows; the extra ones re-run a row and are discarded.
         n_batches = math.ceil(math.ceil(len(pairs) / world) / batch_size)
-    was_training = module.training
-    module.eval()
+    was_training = loss_module.training
+    loss_module.eval()
     try:
         for b in range(n_batches):
             rows = mine[b * batch_size: (b + 1) * batch_size]
@@ -181,13 +177,13 @@ def precompute_reference(module: nn.Module, pairs: Sequence[EncodedPair], pad_id
             rows = rows or [0]
             batch = collate_pairs([pairs[i] for i in rows], rows, pad_id).to(device)
             with accelerator.autocast():
-                chosen, rejected = sequence_logps(module, batch)
+                chosen, rejected = sequence_logps(loss_module, batch)
             if filler:
                 continue
             values[rows, 0] = chosen.float()
             values[rows, 1] = rejected.float()
     finally:
-        module.train(was_training)
+        loss_module.train(was_training)
     if world > 1:
         values = accelerator.reduce(values, reduction="sum")
     return values.cpu()
@@ -197,12 +193,12 @@ def reference_kind(cfg) -> str:
     """Which reference a run uses (see the module docstring)."""
     if cfg.dpo_loss_type in REFERENCE_FREE:
         return "none"
-    if cfg.lora_dim > 0:
+    if cfg.is_lora:
         return "precompute" if cfg.adapter_name_or_path else "adapter_disabled"
     return cfg.dpo_reference
 
 
-def _precomputed(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator) -> PrecomputedReference:
+def _precomputed(cfg, data: DPOData, pad_id: int, loss_module: nn.Module, accelerator) -> PrecomputedReference:
     # Kept on the data object: a run may build its recipe twice (per_device_train_batch_size: auto builds
     # a probe recipe first; the probe updates no weight), and one pass is enough.
     splits = {"train": data.train, "validation": data.validation}
@@ -215,20 +211,20 @@ def _precomputed(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator
 
     if parallel.shards_parameters(accelerator):
         return PrecomputedReference(data.reference_logps, pending=compute)
-    compute(module)
+    compute(loss_module)
     return PrecomputedReference(data.reference_logps)
 
 
 REFERENCE_BUILDERS: dict[str, Callable[..., ReferenceSource]] = {
-    "none": lambda cfg, data, pad_id, module, accelerator: NoReference(),
-    "adapter_disabled": lambda cfg, data, pad_id, module, accelerator: AdapterDisabledReference(accelerator),
-    "copy": lambda cfg, data, pad_id, module, accelerator: FrozenCopyReference(module, accelerator),
+    "none": lambda cfg, data, pad_id, loss_module, accelerator: NoReference(),
+    "adapter_disabled": lambda cfg, data, pad_id, loss_module, accelerator: AdapterDisabledReference(accelerator),
+    "copy": lambda cfg, data, pad_id, loss_module, accelerator: FrozenCopyReference(loss_module, accelerator),
     "precompute": _precomputed,
 }
 
 
-def make_reference(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerator) -> ReferenceSource:
-    return REFERENCE_BUILDERS[reference_kind(cfg)](cfg, data, pad_id, module, accelerator)
+def make_reference(cfg, data: DPOData, pad_id: int, loss_module: nn.Module, accelerator) -> ReferenceSource:
+    return REFERENCE_BUILDERS[reference_kind(cfg)](cfg, data, pad_id, loss_module, accelerator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,12 +232,13 @@ def make_reference(cfg, data: DPOData, pad_id: int, module: nn.Module, accelerat
 
 
 class DPORecipe:
-    def __init__(self, data: DPOData, pad_id: int, batch_size: int, loss_type: str, beta: float,
-                 reference: ReferenceSource, gamma: float = 0.5, packing: bool = False):
+    """``preference_loss``: a registered loss with its hyperparameters bound (``bind_from_config``)."""
+
+    def __init__(self, data: DPOData, pad_id: int, batch_size: int, preference_loss: BoundLoss,
+                 reference: ReferenceSource, packing: bool = False):
         self.data, self.pad_id, self.batch_size, self.packing = data, pad_id, batch_size, packing
-        self.loss_fn = PREFERENCE_LOSSES[loss_type]
-        self.beta, self.gamma, self.reference = beta, gamma, reference
-        self.train_lengths = [p.longest for p in data.train.pairs]
+        self.preference_loss, self.reference = preference_loss, reference
+        self.train_lengths = data.train.lengths  # from the cache's arrays: no pair is decoded to count it
         self._eval: list[PairBatch] | None = None
 
     def collate(self, rows: Sequence[int], split: str = "train") -> PairBatch:
@@ -255,15 +252,13 @@ class DPORecipe:
             if val is None:
                 self._eval = []
             else:
-                order = sorted(range(len(val.pairs)), key=lambda i: -val.pairs[i].longest)
-                self._eval = [self.collate(order[s: s + self.batch_size], "validation")
-                              for s in range(0, len(order), self.batch_size)]
+                self._eval = [self.collate(rows, "validation") for rows in eval_batches_rows(val.lengths, self.batch_size)]
         return self._eval
 
-    def on_prepared(self, module: nn.Module) -> None:
+    def on_prepared(self, loss_module: nn.Module) -> None:
         """Called by the loop once the engine wraps the model (sharded references are computed then)."""
         if hasattr(self.reference, "on_prepared"):
-            self.reference.on_prepared(module)
+            self.reference.on_prepared(loss_module)
 
     def units(self, batch: PairBatch) -> int:
         return batch.n_pairs
@@ -271,13 +266,16 @@ class DPORecipe:
     def real_tokens(self, batch: PairBatch) -> int:
         return batch.sequences.n_real_tokens
 
-    def loss(self, module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        ref_chosen, ref_rejected = self.reference.logps(module, batch)
-        chosen, rejected = sequence_logps(module, batch)
+    def loss(self, loss_module: nn.Module, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        reference = self.reference.logps(loss_module, batch)
+        chosen, rejected = sequence_logps(loss_module, batch)
+        ref_chosen = ref_rejected = None
+        if reference is not None:
+            ref_chosen, ref_rejected = reference[0].to(chosen.dtype), reference[1].to(chosen.dtype)
         n = batch.n_pairs
-        losses, r_chosen, r_rejected = self.loss_fn(
-            chosen, rejected, ref_chosen.to(chosen.dtype), ref_rejected.to(chosen.dtype), self.beta,
-            chosen_tokens=batch.response_tokens[:n], rejected_tokens=batch.response_tokens[n:], gamma=self.gamma)
+        losses, r_chosen, r_rejected = self.preference_loss(PairLogps(
+            chosen, rejected, ref_chosen, ref_rejected,
+            chosen_tokens=batch.response_tokens[:n], rejected_tokens=batch.response_tokens[n:]))
         loss_sum = losses.sum()
         r_chosen, r_rejected = r_chosen.detach(), r_rejected.detach()
         # Device values stay tensors: the loop reads them once per step, not once per micro-batch.
@@ -301,16 +299,7 @@ class DPORecipe:
                 f"{prefix}pairs": sums.get("pairs", 0.0)}
 
 
-def _make_recipe(cfg, data: DPOData, tokenizer, model, module, accelerator) -> DPORecipe:
-    reference = make_reference(cfg, data, tokenizer.pad_token_id, module, accelerator)
-    return DPORecipe(data, tokenizer.pad_token_id, cfg.per_device_train_batch_size, cfg.dpo_loss_type,
-                     cfg.dpo_beta, reference, cfg.simpo_gamma, cfg.packing)
-
-
-def _describe(data: DPOData) -> str:
-    val = data.validation
-    return describe_splits("pairs", len(data.train.pairs), data.train.truncated,
-                           (len(val.pairs), val.truncated) if val else None, data.report.summary())
-
-
-register_strategy("dpo", Strategy(build_data=build_dpo_data, make_recipe=_make_recipe, describe_data=_describe))
+def make_dpo_recipe(cfg, data: DPOData, tokenizer, loss_module: nn.Module, accelerator) -> DPORecipe:
+    reference = make_reference(cfg, data, tokenizer.pad_token_id, loss_module, accelerator)
+    return DPORecipe(data, tokenizer.pad_token_id, cfg.per_device_train_batch_size, bind_from_config(cfg),
+                     reference, cfg.packing)

@@ -3,14 +3,28 @@
 Each process runs the ordinary ``tuneforge train`` code; accelerate reads the launcher's environment
 (RANK, WORLD_SIZE, MASTER_ADDR ...) and joins the process group, so the same config also runs under
 ``torchrun`` or ``accelerate launch`` directly (multi-node: see the README, Training on several devices).
+
+Errors are reported once: a launched process that fails with a user error (config, data, a refused
+engine, an interrupt) writes it to ``$TUNEFORGE_ERROR_DIR/rank<N>.json`` instead of printing it; the
+launcher prints the first one and exits with its code. torchrun runs inside a small agent
+(``python -m tuneforge.training.launch``) that turns its ``ChildFailedError`` report into that exit code.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 from ..errors import ConfigError
+
+ERROR_DIR_ENV = "TUNEFORGE_ERROR_DIR"
+_STOP_WAIT_S = 60  # after a signal, how long the launched processes get to stop before they are killed
 
 
 def launch_command(config: str | None, overrides: list[str], nproc: int) -> list[str]:
@@ -24,10 +38,96 @@ def launch_command(config: str | None, overrides: list[str], nproc: int) -> list
     return cmd + list(overrides)
 
 
+def report_error(exc: BaseException, exit_code: int) -> bool:
+    """In a launched process: hand the error to the launcher (True) instead of printing it."""
+    directory = os.environ.get(ERROR_DIR_ENV)
+    if not directory or "RANK" not in os.environ:
+        return False
+    record = {"time": time.time(), "rank": int(os.environ.get("RANK", 0)), "exit_code": exit_code,
+              "message": str(exc) or exc.__class__.__name__, "kind": exc.__class__.__name__}
+    path = Path(directory) / f"rank{record['rank']}.json"
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        return False
+    return True
+
+
+def first_error(directory: Path) -> dict | None:
+    """The earliest error a launched process reported."""
+    found = []
+    for path in directory.glob("rank*.json"):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return min(found, key=lambda r: r.get("time", 0)) if found else None
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for the launcher; a signal to this process is passed on, then the processes get time to stop."""
+    received: int | None = None
+    while True:
+        try:
+            code = proc.wait() if received is None else proc.wait(timeout=_STOP_WAIT_S)
+            return code if received is None else (code or 128 + received)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return 128 + (received or signal.SIGTERM)
+        except KeyboardInterrupt:
+            received = signal.SIGINT  # Ctrl-C reached the whole process group: the children stop on their own
+        except BaseException:  # SIGTERM (interrupts.Terminated): maybe sent to this process only
+            received = signal.SIGTERM
+            proc.send_signal(signal.SIGTERM)
+
+
 def launch_processes(config: str | None, overrides: list[str] | None, nproc: int) -> int:
-    """Run the training in ``nproc`` local processes (rank 0 prints and writes); returns the launcher's exit
-    code, non-zero when any process failed (the failing process printed its ``tuneforge: error:`` line)."""
+    """Run the training in ``nproc`` local processes (rank 0 prints and writes); returns the exit code of the
+    first process that failed (its message printed once), 0 when all succeeded."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return subprocess.call(launch_command(config, list(overrides or []), nproc), env=env)
+    errors = Path(tempfile.mkdtemp(prefix="tuneforge-errors-"))
+    env[ERROR_DIR_ENV] = str(errors)
+    try:
+        torchrun = launch_command(config, list(overrides or []), nproc)
+        # the same torchrun arguments, run by this module's agent (torchrun's own ``run`` inside a wrapper)
+        proc = subprocess.Popen([sys.executable, "-m", __name__] + torchrun[3:], env=env)
+        code = _wait(proc)
+        error = first_error(errors)
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)
+    if error is not None:
+        interrupted = error["exit_code"] in (130, 143)
+        label = "" if interrupted else "error: "
+        print(f"tuneforge: {label}{error['message']}", file=sys.stderr, flush=True)
+        return int(error["exit_code"])
+    return code
+
+
+def _agent_main(argv: list[str]) -> int:
+    """torchrun, with its failure report replaced by the first failed process's exit code."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_agent_main(sys.argv[1:]))

@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,62 +18,11 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..preflight import load_deepspeed_config, zero_stage
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-SHIPPED_DEEPSPEED = {"zero2": CONFIG_DIR / "deepspeed_zero2.json", "zero3": CONFIG_DIR / "deepspeed_zero3.json"}
-DEEPSPEED_PIP = "pip install deepspeed"
 FSDP_NEEDS_ACCELERATOR = ("accelerate runs FSDP only on GPUs (or other accelerators), in a distributed launch "
                           "(tuneforge train --nproc N for N >= 2; torchrun --nproc_per_node N or accelerate launch for any N). "
                           "Remove fsdp to train with DDP.")
-
-
-# -- config checks (run by TrainConfig.validate, before anything loads) ---------------------------
-def deepspeed_config_path(value: str) -> Path:
-    path = SHIPPED_DEEPSPEED.get(value, Path(value))
-    if not path.is_file():
-        raise ConfigError(f"deepspeed={value!r}: expected 'zero2', 'zero3' or the path of a DeepSpeed JSON config; "
-                          "no such file.")
-    return path
-
-
-def load_deepspeed_config(value: str) -> dict[str, Any]:
-    path = deepspeed_config_path(value)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"deepspeed={value!r}: {path} is not valid JSON ({exc.__class__.__name__}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"deepspeed={value!r}: {path} must hold a JSON object.")
-    return data
-
-
-def zero_stage(ds_config: dict[str, Any]) -> int:
-    stage = (ds_config.get("zero_optimization") or {}).get("stage", 0)
-    return int(stage) if str(stage).isdigit() else 0
-
-
-def check_sharding_config(cfg: TrainConfig) -> None:
-    """Refuse combinations that cannot work, with the fix, before any weights load."""
-    if cfg.fsdp and cfg.deepspeed:
-        raise ConfigError(f"fsdp={cfg.fsdp!r} and deepspeed={cfg.deepspeed!r}: choose one sharding engine.")
-    copy_reference = cfg.training_strategy == "dpo" and cfg.lora_dim == 0 and cfg.dpo_reference == "copy"
-    if copy_reference and cfg.fsdp:
-        raise ConfigError(f"dpo_reference='copy' with fsdp={cfg.fsdp!r}: a copy of the model outside FSDP would hold "
-                          "every weight on every process. Use dpo_reference: precompute (the default).")
-    if not cfg.deepspeed:
-        return
-    stage = zero_stage(load_deepspeed_config(cfg.deepspeed))
-    if copy_reference and stage == 3:
-        raise ConfigError(f"dpo_reference='copy' with deepspeed={cfg.deepspeed!r} (ZeRO stage 3): the copy's weights "
-                          "would be partitioned with no engine to gather them. Use dpo_reference: precompute "
-                          "(the default).")
-    if stage == 3 and (cfg.load_in_4bit or cfg.load_in_8bit):
-        raise ConfigError(
-            f"deepspeed={cfg.deepspeed!r} (ZeRO stage 3) with load_in_4bit/load_in_8bit: ZeRO-3 partitions parameters, "
-            "which quantized bitsandbytes weights do not support. Use deepspeed: zero2, or fsdp: full_shard, for QLoRA.")
-    if importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"deepspeed={cfg.deepspeed!r}: the deepspeed package is not installed. "
-                          f"Install it with: {DEEPSPEED_PIP}  (or remove the deepspeed key to train with DDP).")
 
 
 # -- accelerate plugins ---------------------------------------------------------------------------
@@ -206,7 +153,7 @@ def needs_lockstep(accelerator) -> bool:
 def adjust_precision(cfg: TrainConfig, precision):
     """FSDP flattens each wrapped unit's parameters into one tensor, which needs one dtype: frozen LoRA base
     weights then load in fp32 like the adapter (FSDP's mixed-precision policy still computes in 16 bit)."""
-    if cfg.fsdp and not (cfg.load_in_4bit or cfg.load_in_8bit) and precision.load_dtype != torch.float32:
+    if cfg.fsdp and not cfg.quantized and precision.load_dtype != torch.float32:
         return dataclasses.replace(precision, load_dtype=torch.float32)
     return precision
 
@@ -221,7 +168,7 @@ def prepare_model_for_engine(cfg: TrainConfig, accelerator, model: nn.Module, mo
         # The prepared module wraps the HF model, so name the decoder layer classes to shard by explicitly.
         if plugin.transformer_cls_names_to_wrap is None:
             plugin.transformer_cls_names_to_wrap = list(getattr(base, "_no_split_modules", None) or [])
-        if cfg.load_in_4bit or cfg.load_in_8bit:
+        if cfg.quantized:
             # QLoRA: 4-bit weights are stored in the compute dtype; every other tensor follows (one dtype per unit).
             dtype = next(p.dtype for p in model.parameters() if p.__class__.__name__ == "Params4bit") \
                 if any(p.__class__.__name__ == "Params4bit" for p in model.parameters()) else torch.bfloat16

@@ -1,54 +1,44 @@
-"""Setup → train → save: builds every part from the config and runs the loop. ``tuneforge.train`` calls this."""
+"""One training run in three steps: setup → train → save outputs, on a ``Run`` that holds what setup built.
+
+``run_training`` (what ``tuneforge.train`` and ``tuneforge train`` call) reads top to bottom:
+
+    run = Run(cfg)
+    run.setup()          # inputs, processes, the output directory (lock, resume or fresh), model, loop
+    run.train()          # the loop; signals stop it after a step with a checkpoint
+    run.save_outputs()   # model/adapter, tokenizer, model card, metrics end record, config (written last)
+
+Output-directory rules (marker, lock, resume by default) live in ``rundir`` and ``checkpoint``; banners
+in ``reporting``. docs/reliability.md describes the behaviour users and the task service rely on.
+"""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..config import TrainConfig
-from ..errors import ConfigError, TrainingAborted
+from ..errors import TrainingAborted
 from ..models.forward import CausalLMLoss
-from ..models.memory import checkpointing_needed, estimate_lines
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision, write_shared_base
+from ..models.memory_report import checkpointing_needed, estimate_lines
 from ..monitor import MetricsLog, memory, progress_printer
-from ..outputs import CONFIG_FILE, save_config, save_model
+from ..outputs import point_adapter_at_base, save_config, save_model, write_model_card
 from . import checkpoint as ckpt
-from .batch_fit import is_oom, oom_message, resolve_batch
+from . import faults, interrupts, rundir
+from .batch_fit import apply_geometry, is_oom, oom_message, resolve_batch
 from .loop import TrainingLoop
-from .reporting import RunReporter, chain
 from .parallel import (adjust_precision, engine_name, gathered_state_dict, prepare_model_for_engine,
                        save_pretrained_gathered)
+from .reporting import RunReporter, chain, end_banner, resume_line, start_banner
+from .strategies import strategy_for
+
+__all__ = ["Run", "RunSummary", "run_training"]
 
 METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class Strategy:
-    """How one training strategy builds its data and its recipe; the rest of a run is shared."""
-
-    build_data: Callable[[TrainConfig, Any], Any]
-    make_recipe: Callable[..., Any]  # (cfg, data, tokenizer, model, module, accelerator) -> Recipe
-    describe_data: Callable[[Any], str]
-
-
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def describe_splits(unit: str, n_train: int, train_truncated: int, validation: tuple[int, int] | None,
-                    dropped: str) -> str:
-    """The banner's data line: rows (or pairs) per split, how many were truncated, what was dropped."""
-    text = f"{n_train} training {unit} ({train_truncated} truncated to seq_length)"
-    text += f", {validation[0]} validation {unit} ({validation[1]} truncated)" if validation else ", no validation set"
-    return text + dropped
-
-
-def register_strategy(name: str, strategy: Strategy) -> None:
-    STRATEGIES[name] = strategy
 
 
 @dataclass
@@ -57,7 +47,7 @@ class RunSummary:
     method: str
     steps: int
     train_loss: float | None
-    eval_history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)  # evaluations run by this process
     best_metric: float | None = None
     best_step: int | None = None
     stopped_early: bool = False
@@ -66,6 +56,8 @@ class RunSummary:
     peak_memory: dict[str, float] = field(default_factory=dict)
     trainable_params: int = 0
     total_params: int = 0
+    start_step: int = 0  # > 0 when this process resumed the run
+    run_evals: list[dict[str, Any]] = field(default_factory=list)  # every evaluation of the run, with its step
     model: Any = field(default=None, repr=False, compare=False)  # the trained model, in memory (API use)
 
     @property
@@ -75,35 +67,6 @@ class RunSummary:
     @property
     def last_eval(self) -> dict[str, float]:
         return self.eval_history[-1] if self.eval_history else {}
-
-
-def _strategy(cfg: TrainConfig) -> Strategy:
-    from . import dpo, sft  # noqa: F401  (strategies register themselves on import)
-
-    try:
-        return STRATEGIES[cfg.training_strategy]
-    except KeyError:
-        raise ConfigError(f"training_strategy={cfg.training_strategy!r}: not available") from None
-
-
-def _prepare_output_dir(cfg: TrainConfig, resuming: bool = False) -> Path:
-    out = Path(cfg.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output_dir={cfg.output_dir!r}: exists and is not a directory.")
-    finished = (out / CONFIG_FILE).is_file()
-    if finished and not cfg.overwrite_output_dir and not resuming:
-        raise ConfigError(f"output_dir={cfg.output_dir!r} already holds a finished run. Choose another output_dir, "
-                          "or set overwrite_output_dir=true to replace it.")
-    if not resuming:  # a fresh run: nothing of an earlier run may be mistaken for this one's (or resumed)
-        stale = [out / n for n in (METRICS_FILE, CONFIG_FILE, "checkpoint-best")] + \
-            [p for p in (out.glob(ckpt.PREFIX + "*") if out.is_dir() else []) if p.name != "checkpoint-best"]
-        for target in stale:
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
@@ -127,130 +90,230 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
     return accelerator
 
 
-def _say(accelerator, text: str) -> None:
-    if accelerator is None or accelerator.is_main_process:
-        print(text, flush=True)
+def read_evaluations(path: Path) -> list[dict[str, Any]]:
+    """The evaluation records of a run's metrics log (across resumes), each with its step."""
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "eval_loss" in record:
+            found.append(record)
+    return found
 
 
-def _start_banner(cfg: TrainConfig, precision, accelerator, loop: TrainingLoop, trainable: int, total: int,
-                  data_text: str) -> str:
-    """What the run is about to do: method, parameters, dtype, device, effective batch, data."""
-    world = accelerator.num_processes
-    effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
-    return (
-        f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
-        f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
-        f"  dtype: {precision.load_dtype} weights, mixed precision: {precision.mixed_precision} | device: "
-        f"{accelerator.device} x {world} ({engine_name(accelerator)})\n"
-        f"  effective batch: {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} "
-        f"accumulation x {world} processes = {effective} | steps: {loop.total_steps} ({loop.steps_per_epoch}/epoch)\n"
-        f"  data: {data_text}")
+class Run:
+    """One training run. ``setup`` builds the parts, ``train`` runs the loop, ``save_outputs`` writes results;
+    ``close`` releases the log and the output directory's lock (always call it)."""
 
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True):
+        self.cfg, self.show_bar = cfg, progress
+        self.accelerator: Any = None
+        self.lock: rundir.RunLock | None = None
+        self.log: MetricsLog | None = None
+        self.printer: Any = None
+        self.result: Any = None
 
-def _end_banner(cfg: TrainConfig, result, summary: RunSummary, out: Path, curves_name: str) -> str:
-    """Wall time, throughput, peak memory, the best evaluation and where the output is."""
-    state, peak = result.state, summary.peak_memory
-    best = (f"best {cfg.metric_for_best_model} {state.best_metric:.4f} at step {state.best_step} "
-            f"(saved as the run's output)" if state.best_step is not None else "no validation set")
-    gpu = f", peak GPU {peak['gpu_peak_allocated_gib']:.2f} GiB" if "gpu_peak_allocated_gib" in peak else ""
-    return (f"done: {state.global_step} steps in {result.wall_time:.1f}s, {result.tokens_per_second:,.0f} tokens/s, "
-            f"peak host memory {peak.get('host_peak_rss_gib', 0):.2f} GiB{gpu}\n"
-            f"  {best}\n  output: {out} (curves: {curves_name})")
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def say(self, text: str) -> None:
+        if self.is_main:
+            print(text, flush=True)
+
+    # -- 1. setup -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._read_inputs()
+        self._start_processes()
+        self._prepare_output_dir()
+        self._build_model()
+        self._build_loop()
+        self._announce()
+
+    def _read_inputs(self) -> None:
+        """Tokenizer and data first: bad data is refused here, before any weights load or any file is written."""
+        cfg = self.cfg
+        self.strategy = strategy_for(cfg)
+        torch.manual_seed(cfg.seed)
+        self.tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+        self.data = self.strategy.build_data(cfg, self.tokenizer)
+        self.out = Path(cfg.output_dir)
+        self.reporter = RunReporter(cfg, self.out, self.out / METRICS_FILE)  # report_to is checked early too
+
+    def _start_processes(self) -> None:
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.precision = adjust_precision(self.cfg, resolve_precision(self.cfg, device))
+        self.accelerator = _make_accelerator(self.cfg, self.precision.mixed_precision)
+        self.device, self.world = self.accelerator.device, self.accelerator.num_processes
+
+    def _prepare_output_dir(self) -> None:
+        """Rank 0 locks and marks the directory; every process reads the resume plan from it before rank 0
+        removes an earlier run's files or writes the shared toy base model."""
+        acc, cfg = self.accelerator, self.cfg
+        with acc.main_process_first():
+            if acc.is_main_process:
+                self.lock = rundir.claim(self.out)
+        self.plan = ckpt.plan_resume(cfg, self.out, self.world, bool(cfg.fsdp), self.say)
+        acc.wait_for_everyone()
+        with acc.main_process_first():
+            if acc.is_main_process:
+                if self.plan.clear:
+                    removed = rundir.clear_run_files(self.out)
+                    if removed and cfg.overwrite_output_dir:
+                        self.say(f"overwrite_output_dir: removed the earlier run's files ({', '.join(removed)})")
+                write_shared_base(cfg, self.out)
+
+    def _build_model(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        self.model, self.base_name = prepare_model(cfg, self.tokenizer, self.device, self.precision, self.out)
+        self.module = CausalLMLoss(self.model)
+        prepare_model_for_engine(cfg, acc, self.model, self.module)
+        self.requested_batch = cfg.per_device_train_batch_size
+        # What defines the run as requested ('auto' stays 'auto'): the resume check compares the same form.
+        self.fingerprint = ckpt.fingerprint(cfg, self.world)
+        saved = self.plan.saved
+        self.geometry = resolve_batch(cfg, saved.get("geometry") if saved else None, self._make_recipe,
+                                      self.module, self.device, self.world, self.say)
+        self.cfg = apply_geometry(cfg, self.geometry)
+        self.recipe = self._make_recipe(self.cfg)
+        self.trainable, self.total = count_parameters(self.model)
+
+    def _make_recipe(self, cfg: TrainConfig):
+        return self.strategy.make_recipe(cfg, self.data, self.tokenizer, self.module, self.accelerator)
+
+    def _build_loop(self) -> None:
+        cfg, acc, plan = self.cfg, self.accelerator, self.plan
+        self.discarded = 0
+        if plan.checkpoint is not None and acc.is_main_process:  # the steps after the checkpoint are redone
+            self.discarded = ckpt.trim_metrics(self.out / METRICS_FILE, plan.saved["train_state"]["global_step"])
+        self.log = MetricsLog(self.out / METRICS_FILE if acc.is_main_process else None)
+        self.checkpointer = ckpt.Checkpointer(cfg, self.out, self.fingerprint, self.say)
+        progress = None
+        if acc.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
+            self.printer = progress_printer(bar=self.show_bar)
+            progress = chain(self.reporter, self.printer)
+        self.loop = TrainingLoop(cfg, self.recipe, self.model, self.module, acc, self.out, self.log,
+                                 progress=progress, on_step_end=self.checkpointer,
+                                 shrink_on_oom=self.requested_batch == "auto", geometry=self.geometry)
+        if plan.checkpoint is not None:
+            self.checkpointer.restore(self.loop, plan.checkpoint)
+        self.start_step = self.loop.state.global_step
+
+    def _announce(self) -> None:
+        """The start banner, the memory estimate (and the gradient-checkpointing decision), the start record."""
+        cfg, acc, loop = self.cfg, self.accelerator, self.loop
+        self.say(start_banner(cfg, self.precision, acc, engine_name(acc), loop, self.trainable, self.total,
+                              self.strategy.describe_data(self.data)))
+        unwrapped = acc.unwrap_model(self.model)
+        memory_lines, memory_record = estimate_lines(cfg, unwrapped, self.device, self.precision.mixed_precision,
+                                                     total_params=self.total, trainable_params=self.trainable,
+                                                     longest_row=max(self.recipe.train_lengths, default=None))
+        self.say("\n".join(memory_lines))
+        if checkpointing_needed(cfg, memory_record):
+            # Decided from the estimate above (made without checkpointing); results are unchanged, only memory.
+            unwrapped.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.say("  gradient_checkpointing: auto -> on (the estimate exceeds the usable memory)")
+        elif cfg.gradient_checkpointing == "auto":
+            self.say("  gradient_checkpointing: auto -> off (the estimate fits)")
+        resumed = {}
+        if self.plan.checkpoint is not None:
+            resumed = {"checkpoint": str(self.plan.checkpoint), "discarded_records": self.discarded}
+            self.say(resume_line(self.plan.checkpoint, loop.state, loop.total_steps, loop.steps_per_epoch,
+                                 self.discarded))
+        self.log.write({"event": "resume" if resumed else "start", "step": loop.state.global_step,
+                        "method": cfg.method, "strategy": cfg.training_strategy, **resumed,
+                        "trainable_params": self.trainable, "total_params": self.total,
+                        "effective_batch_size": self.geometry.effective(self.world), "total_steps": loop.total_steps, "device": str(self.device),
+                        "engine": engine_name(acc), **memory_record, **memory(self.device)})
+        if self.printer is not None:
+            self.printer.start(loop.total_steps)
+
+    # -- 2. train -------------------------------------------------------------------------------
+    def train(self) -> None:
+        """The loop. A signal stops it after the current step with a checkpoint (one process), or at once."""
+        loop = self.loop
+        try:
+            with interrupts.graceful_stop(self.world == 1, self.say):
+                self.result = loop.run()
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            if not is_oom(exc):
+                raise
+            raise TrainingAborted(oom_message(self.cfg, loop.micro_limit or self.cfg.per_device_train_batch_size,
+                                              self.cfg.gradient_accumulation_steps, f"step {loop.state.global_step + 1}")
+                                  + " The last complete checkpoint is kept: after changing the micro-batch (same "
+                                  "effective batch), rerun with resume_from_checkpoint: auto.") from None
+        except (KeyboardInterrupt, interrupts.Terminated) as exc:  # a second signal, or several processes
+            signum = interrupts.signal_of(exc)
+            raise interrupts.RunInterrupted(signum, self.checkpointer.stop_message(loop, signum)) from None
+        finally:
+            if self.printer is not None:
+                self.printer.close()
+
+    # -- 3. save outputs ------------------------------------------------------------------------
+    def save_outputs(self) -> RunSummary:
+        """The trained model (the best evaluated one), the tokenizer, the model card, the end record, and the
+        resolved config last: its presence marks the run finished."""
+        faults.point("before_outputs")
+        acc, cfg, result = self.accelerator, self.cfg, self.result
+        unwrapped = acc.unwrap_model(self.model)
+        gathered = gathered_state_dict(acc, self.loop.loss_module)  # collective: sharded weights made whole on rank 0
+        summary = self._summary(unwrapped)
+        if acc.is_main_process:
+            point_adapter_at_base(unwrapped, self.base_name)
+            if gathered is None:
+                save_model(unwrapped, self.tokenizer, self.out)
+            else:
+                save_pretrained_gathered(unwrapped, self.tokenizer, self.out, gathered)
+            self.log.write({"event": "end", "step": result.state.global_step, "wall_time_s": result.wall_time,
+                            "tokens_per_second": result.tokens_per_second, "best_step": result.state.best_step,
+                            cfg.metric_for_best_model + "_best": result.state.best_metric, **memory(self.device)})
+            summary.run_evals = read_evaluations(self.out / METRICS_FILE)
+            write_model_card(self.out, cfg, self.base_name, self._card_facts(summary))
+            self.reporter.finish()
+            save_config(cfg, self.out, {"base_model": self.base_name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            self.say(end_banner(cfg, result, self.start_step, summary.peak_memory, self.out,
+                                self.reporter.curves_path.name))
+        return summary
+
+    def _summary(self, unwrapped) -> RunSummary:
+        result = self.result
+        return RunSummary(
+            output_dir=str(self.out), method=self.cfg.method, steps=result.state.global_step,
+            train_loss=result.last_metrics.get("loss"), eval_history=result.eval_history,
+            best_metric=result.state.best_metric, best_step=result.state.best_step,
+            stopped_early=result.stopped_early, wall_time=result.wall_time,
+            tokens_per_second=result.tokens_per_second, peak_memory=memory(self.device),
+            trainable_params=self.trainable, total_params=self.total, start_step=self.start_step, model=unwrapped)
+
+    def _card_facts(self, summary: RunSummary) -> dict[str, str]:
+        facts = {"optimizer steps": f"{summary.steps:,}"}
+        if summary.train_loss is not None:
+            facts["last training loss"] = f"{summary.train_loss:.4f}"
+        if summary.run_evals:
+            first, last = summary.run_evals[0], summary.run_evals[-1]
+            facts["eval_loss"] = f"{first['eval_loss']:.4f} at step {first['step']} -> {last['eval_loss']:.4f} at step {last['step']}"
+        if summary.best_step is not None:
+            facts[f"best {self.cfg.metric_for_best_model}"] = f"{summary.best_metric:.4f} at step {summary.best_step} (these weights)"
+        return facts
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
-    strategy = _strategy(cfg)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    data = strategy.build_data(cfg, tokenizer)  # bad data is refused here, before any weights load
-    reporter = RunReporter(cfg, Path(cfg.output_dir), Path(cfg.output_dir) / METRICS_FILE)  # report_to checked early
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    precision = adjust_precision(cfg, resolve_precision(cfg, device))
-    accelerator = _make_accelerator(cfg, precision.mixed_precision)
-    device = accelerator.device
-    say = lambda text: _say(accelerator, text)  # noqa: E731
-    world = accelerator.num_processes
-    resume_path, saved = ckpt.resume_point(cfg, Path(cfg.output_dir), world,
-                                           bool(getattr(cfg, "fsdp", None)), say)
-    fingerprint = ckpt.fingerprint(cfg, world)
-    accelerator.wait_for_everyone()  # every process has read the checkpoints before rank 0 may clear them
-    # Rank 0 clears and writes shared files (output dir, the toy base model) before the others read them.
-    # The model itself loads in all processes at once: under ZeRO-3 loading is collective (zero.Init).
-    with accelerator.main_process_first():
-        if accelerator.is_main_process:
-            out = _prepare_output_dir(cfg, resume_path is not None)
-            write_shared_base(cfg, out)
-        else:
-            out = Path(cfg.output_dir)
-    model, base_name = prepare_model(cfg, tokenizer, device, precision, out)
-    module = CausalLMLoss(model)
-    prepare_model_for_engine(cfg, accelerator, model, module)
-    requested_batch = cfg.per_device_train_batch_size
-    cfg = resolve_batch(cfg, saved.get("geometry") if saved else None,
-                        lambda c: strategy.make_recipe(c, data, tokenizer, model, module, accelerator),
-                        module, device, world, say)
-    recipe = strategy.make_recipe(cfg, data, tokenizer, model, module, accelerator)
-    trainable, total = count_parameters(model)
-    effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
-    discarded = 0
-    if resume_path is not None and accelerator.is_main_process:  # the steps after the checkpoint are redone
-        discarded = ckpt.trim_metrics(out / METRICS_FILE, saved["train_state"]["global_step"])
-    log = MetricsLog(out / METRICS_FILE if accelerator.is_main_process else None)
-    checkpointer = ckpt.Checkpointer(cfg, out, fingerprint, say)
-    loop = TrainingLoop(cfg, recipe, model, module, accelerator, out, log, on_step_end=checkpointer)
-    loop.shrink_on_oom = requested_batch == "auto"
-    if resume_path is not None:
-        checkpointer.restore(loop, resume_path)
-    _say(accelerator, _start_banner(cfg, precision, accelerator, loop, trainable, total, strategy.describe_data(data)))
-    memory_lines, memory_record = estimate_lines(cfg, accelerator.unwrap_model(model), device, precision.mixed_precision,
-                                                 total_params=total, trainable_params=trainable,
-                                                 longest_row=max(recipe.train_lengths, default=None))
-    say("\n".join(memory_lines))
-    if checkpointing_needed(cfg, memory_record):
-        # Decided from the estimate above (made without checkpointing); results are unchanged, only memory.
-        accelerator.unwrap_model(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        say("  gradient_checkpointing: auto -> on (the estimate exceeds the usable memory)")
-    elif cfg.gradient_checkpointing == "auto":
-        say("  gradient_checkpointing: auto -> off (the estimate fits)")
-    resumed = {} if resume_path is None else {"checkpoint": str(resume_path), "discarded_records": discarded}
-    if resume_path is not None:
-        say(f"  resumed from {resume_path} at step {loop.state.global_step} (epoch {loop.state.epoch}, "
-            f"step {loop.state.step_in_epoch} of it); {discarded} metrics records after it dropped (redone)")
-    log.write({"event": "resume" if resume_path else "start", "step": loop.state.global_step, "method": cfg.method,
-               "strategy": cfg.training_strategy, **resumed,
-               "trainable_params": trainable, "total_params": total, "effective_batch_size": effective,
-               "total_steps": loop.total_steps, "device": str(device), "engine": engine_name(accelerator), **memory_record, **memory(device)})
-    if accelerator.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
-        loop.progress = chain(reporter, progress_printer(loop.total_steps) if progress else None)
+    """Train as configured and return the run's summary (``tuneforge.train`` and ``tuneforge train``)."""
+    run = Run(cfg, progress=progress)
     try:
-        result = loop.run()
-    except (RuntimeError, torch.OutOfMemoryError) as exc:
-        if not is_oom(exc):
-            raise
-        raise TrainingAborted(oom_message(cfg, loop.micro_limit or cfg.per_device_train_batch_size,
-                                          cfg.gradient_accumulation_steps, f"step {loop.state.global_step + 1}")
-                              + " The last complete checkpoint is kept: after changing the micro-batch (same "
-                              "effective batch), rerun with resume_from_checkpoint: auto.") from None
+        run.setup()
+        run.train()
+        return run.save_outputs()
     finally:
-        if loop.progress is not None and hasattr(loop.progress, "close"):
-            loop.progress.close()
-    summary = RunSummary(
-        output_dir=str(out), method=cfg.method, steps=result.state.global_step,
-        train_loss=result.last_metrics.get("loss"), eval_history=result.eval_history,
-        best_metric=result.state.best_metric, best_step=result.state.best_step, stopped_early=result.stopped_early,
-        wall_time=result.wall_time, tokens_per_second=result.tokens_per_second, peak_memory=memory(device),
-        trainable_params=trainable, total_params=total, model=accelerator.unwrap_model(model))
-    gathered = gathered_state_dict(accelerator, loop.module)  # collective: sharded weights made whole on rank 0
-    if accelerator.is_main_process:
-        if gathered is None:
-            save_model(accelerator.unwrap_model(model), tokenizer, out)
-        else:
-            save_pretrained_gathered(accelerator.unwrap_model(model), tokenizer, out, gathered)
-        save_config(cfg, out, {"base_model": base_name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        log.write({"event": "end", "step": result.state.global_step, "wall_time_s": result.wall_time,
-                   "tokens_per_second": result.tokens_per_second, "best_step": result.state.best_step,
-                   cfg.metric_for_best_model + "_best": result.state.best_metric, **memory(device)})
-        reporter.finish()
-        _say(accelerator, _end_banner(cfg, result, summary, out, reporter.curves_path.name))
-    log.close()
-    return summary
+        run.close()

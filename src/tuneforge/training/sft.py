@@ -7,22 +7,21 @@ import torch
 from torch import nn
 
 from ..data.collate import Batch, pack_batch, pad_batch
-from ..data.sft import SFTData, build_sft_data
-from .run import Strategy, describe_splits, register_strategy
+from ..data.sft import SFTData
+from ..models.forward import CROSS_ENTROPY
+from .sampler import eval_batches_rows
 
 
 class SFTRecipe:
     def __init__(self, data: SFTData, pad_id: int, batch_size: int, packing: bool):
         self.data, self.pad_id, self.batch_size, self.packing = data, pad_id, batch_size, packing
-        self.train_lengths = [len(r.input_ids) for r in data.train.rows]
+        self.train_lengths = data.train.lengths  # from the cache's arrays: no row is decoded to count it
         self._eval: list[Batch] | None = None
-
-    def _collate(self, rows) -> Batch:
-        return pack_batch(rows) if self.packing else pad_batch(rows, self.pad_id)
 
     def collate(self, rows: Sequence[int], split: str = "train") -> Batch:
         source = self.data.train if split == "train" else self.data.validation
-        return self._collate([source.rows[i] for i in rows])
+        encoded = [source.rows[i] for i in rows]
+        return pack_batch(encoded) if self.packing else pad_batch(encoded, self.pad_id)
 
     def eval_batches(self) -> list[Batch]:
         if self._eval is None:
@@ -30,9 +29,7 @@ class SFTRecipe:
             if val is None:
                 self._eval = []
             else:
-                order = sorted(range(len(val.rows)), key=lambda i: -len(val.rows[i].input_ids))
-                self._eval = [self._collate([val.rows[i] for i in order[s: s + self.batch_size]])
-                              for s in range(0, len(order), self.batch_size)]
+                self._eval = [self.collate(rows, "validation") for rows in eval_batches_rows(val.lengths, self.batch_size)]
         return self._eval
 
     def units(self, batch: Batch) -> int:
@@ -41,8 +38,8 @@ class SFTRecipe:
     def real_tokens(self, batch: Batch) -> int:
         return batch.n_real_tokens
 
-    def loss(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
-        loss_sum, correct = module(**batch.model_inputs(), kind="ce")
+    def loss(self, loss_module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        loss_sum, correct = loss_module(**batch.model_inputs(), output=CROSS_ENTROPY)
         # Device values stay tensors: the loop reads them once per step, not once per micro-batch.
         return loss_sum, {"loss_sum": loss_sum.detach(), "correct": correct, "tokens": float(batch.n_trained)}
 
@@ -52,14 +49,5 @@ class SFTRecipe:
                 f"{prefix}trained_tokens": sums.get("tokens", 0.0)}
 
 
-def _make_recipe(cfg, data: SFTData, tokenizer, model, module, accelerator) -> SFTRecipe:
+def make_sft_recipe(cfg, data: SFTData, tokenizer, loss_module: nn.Module, accelerator) -> SFTRecipe:
     return SFTRecipe(data, tokenizer.pad_token_id, cfg.per_device_train_batch_size, cfg.packing)
-
-
-def _describe(data: SFTData) -> str:
-    val = data.validation
-    return describe_splits("rows", len(data.train.rows), data.train.truncated,
-                           (len(val.rows), val.truncated) if val else None, data.report.summary())
-
-
-register_strategy("sft", Strategy(build_data=build_sft_data, make_recipe=_make_recipe, describe_data=_describe))

@@ -24,8 +24,9 @@ def _tokenizer(model_dir):
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def _count(tok, messages) -> int:
+def _count(tok, messages, strip: bool = False) -> int:
     text = tok.apply_chat_template(messages, tokenize=False)
+    text = text.rstrip("\n") if strip else text
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
@@ -71,7 +72,10 @@ def test_stats_dpo_takes_the_longer_answer(capsys, tools_model_dir, tools_data):
     expected = []
     for r in _rows(tools_data["dpo"]):
         prompt = [{"role": "user", "content": r["prompt"]}]
-        expected.append(max(_count(tok, prompt + [{"role": "assistant", "content": r[k]}]) for k in ("chosen", "rejected")))
+        # DPO trains on prompt + response up to its end-of-turn token; the template's newline after it is not
+        # part of the pair (issue 14: stats counts what training trains on), so it is not counted.
+        expected.append(max(_count(tok, prompt + [{"role": "assistant", "content": r[k]}], strip=True)
+                            for k in ("chosen", "rejected")))
     result = _json_out(capsys, ["stats", "--data", str(tools_data["dpo"]), "--model", str(tools_model_dir), "--json"])
     assert result["training_strategy"] == "dpo"  # detected from the prompt/chosen/rejected rows
     assert result["splits"]["train"]["percentiles"]["max"] == max(expected)

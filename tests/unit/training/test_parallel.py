@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tuneforge import preflight
 from tuneforge.config import from_dict
 from tuneforge.errors import ConfigError
 from tuneforge.training import parallel
@@ -65,7 +66,7 @@ def test_deepspeed_bad_path_and_bad_json(data, tmp_path):
 def test_shipped_deepspeed_configs_are_package_data():
     assert parallel.zero_stage(parallel.load_deepspeed_config("zero2")) == 2
     assert parallel.zero_stage(parallel.load_deepspeed_config("zero3")) == 3
-    for path in parallel.SHIPPED_DEEPSPEED.values():
+    for path in preflight.SHIPPED_DEEPSPEED.values():
         assert path.parent.name == "configs" and path.parent.parent.name == "tuneforge"
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tuneforge.config import from_dict
-from tuneforge.data import dpo as dpo_data
+from tuneforge.data import encode as dpo_data  # the truncation rule lives in the one encoder
 from tuneforge.data.dpo import (DROP_IDENTICAL, DROP_IDENTICAL_TRUNCATED, DROP_NO_RESPONSE, DROP_TEMPLATE,
                                 EncodedPair, build_dpo_data, truncate_pair)
 from tuneforge.data.formats import Message

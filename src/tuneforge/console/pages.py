@@ -1,0 +1,237 @@
+"""Page routes of the console. Each page renders from ``app.state.service`` (the task service object, see
+docs/service.md) and its script then follows the JSON API live."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from . import fields
+from .outputs import list_outputs, resolve_output
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+NAV = (("/models", "Models", "models"), ("/datasets", "Data sets", "datasets"), ("/tasks/new", "New task", "new"),
+       ("/tasks", "Tasks", "tasks"), ("/compare", "Compare", "compare"))
+# Keys that differ between any two tasks by construction: not worth highlighting on the compare page.
+_PER_TASK_KEYS = ("output_dir",)
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+
+
+class PageError(Exception):
+    """A page that cannot be shown (unknown task, no service): rendered as an error page with this status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def static_url(path: str) -> str:
+    """``/static/path?v=mtime``: browsers cache the file until it changes."""
+    try:
+        version = int((STATIC_DIR / path).stat().st_mtime)
+    except OSError:
+        version = 0
+    return f"/static/{path}?v={version}"
+
+
+def to_json(value: Any) -> Markup:
+    """JSON safe to embed in a ``<script type="application/json">`` element."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def metric_text(value: Any, name: str | None) -> str:
+    """A metric with its unit, as the pages' script writes it (losses and rewards in nats, accuracies in %)."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    name = name or ""
+    if "accurac" in name:
+        return f"{value * 100:.1f} % ({name})"
+    return f"{value:.4f} nats ({name})"
+
+
+templates.env.globals.update(static=static_url, nav=NAV)
+templates.env.filters["metric"] = metric_text
+templates.env.filters["tojson_safe"] = to_json
+
+
+def render(request: Request, template: str, page: str, title: str, status_code: int = 200, **context: Any) -> Response:
+    return templates.TemplateResponse(request, template, {"page": page, "title": title, **context},
+                                      status_code=status_code)
+
+
+def service_of(request: Request):
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise PageError(503, "The task service is not running in this process.")
+    return service
+
+
+def call(fn, *args: Any, **kwargs: Any) -> Any:
+    """Call a service method; its user errors (``.status`` 4xx) become an error page, not a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # the service's ServiceError subclasses carry the HTTP status
+        status = getattr(exc, "status", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            raise PageError(status, str(exc)) from None
+        raise
+
+
+async def page_error_handler(request: Request, exc: PageError) -> Response:
+    title = {404: "Not found", 503: "Service unavailable"}.get(exc.status, "Cannot show this page")
+    return render(request, "error.html", "", title, status_code=exc.status, message=exc.message)
+
+
+def gallery_models(service) -> list[dict]:
+    """Gallery entries as dicts (the service's list; the built-in model when the gallery is unavailable)."""
+    try:
+        models = list(service.models())
+    except Exception:  # noqa: BLE001 - a broken gallery must not take the console down
+        models = []
+    return models or [{"id": "builtin:toy", "hub_id": "builtin:toy", "family": "toy", "size": "1.16M",
+                       "context_length": 4096, "notes": "Built-in random-init toy model: trains offline in seconds.",
+                       "recommended": {}}]
+
+
+def recommended(model: str, strategy: str, method: str) -> dict[str, Any]:
+    """The gallery's recommended keys for the form, or just model and strategy for a model not in it."""
+    try:
+        from ..gallery import recommended_config
+
+        return recommended_config(model, strategy, method)
+    except Exception:  # noqa: BLE001 - unknown model/method: the form still opens with the user's choice
+        values: dict[str, Any] = {"model": model, "training_strategy": strategy}
+        values.update({"full": {"lora_dim": 0}, "qlora4": {"load_in_4bit": True},
+                       "qlora8": {"load_in_8bit": True}}.get(method, {}))
+        return values
+
+
+def default_dataset(datasets: list[dict], strategy: str) -> str:
+    """The largest uploaded data set made for ``strategy`` (a validation file is usually the smaller one)."""
+    fitting = [d for d in datasets if d.get("training_strategy") in (None, strategy)] or datasets
+    return max(fitting, key=lambda d: d.get("rows") or 0)["path"]
+
+
+def int_id(value: str, what: str = "task") -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise PageError(404, f"{what} id {value!r}: not a number.") from None
+
+
+# -- pages ----------------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/tasks", status_code=307)
+
+
+@router.get("/models")
+def models_page(request: Request) -> Response:
+    service = service_of(request)
+    return render(request, "models.html", "models", "Models", models=gallery_models(service),
+                  methods=fields.METHODS)
+
+
+@router.get("/datasets")
+def datasets_page(request: Request) -> Response:
+    service = service_of(request)
+    return render(request, "datasets.html", "datasets", "Data sets", datasets=call(service.list_datasets))
+
+
+@router.get("/datasets/{dataset_id}")
+def dataset_page(request: Request, dataset_id: str) -> Response:
+    service = service_of(request)
+    dataset = call(service.get_dataset, int_id(dataset_id, "data set"))
+    return render(request, "dataset.html", "datasets", f"Data set {dataset.get('name', dataset_id)}",
+                  dataset=dataset, models=gallery_models(service))
+
+
+@router.get("/tasks")
+def tasks_page(request: Request, status: str = "") -> Response:
+    service = service_of(request)
+    return render(request, "tasks.html", "tasks", "Tasks", tasks=call(service.list_tasks), status_filter=status)
+
+
+@router.get("/tasks/new")
+def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = "sft", method: str = "lora",
+                  clone: str = "", dataset: str = "") -> Response:
+    service = service_of(request)
+    name = ""
+    if clone:
+        source = call(service.get_task, int_id(clone))
+        prefill = {k: v for k, v in (source.get("config") or {}).items()
+                   if k in fields.FIELDS and k not in fields.SERVICE_KEYS}
+        name = f"{source.get('name') or 'task'}-copy"
+    else:
+        prefill = recommended(model, strategy, method)
+    datasets = call(service.list_datasets)
+    if dataset:
+        chosen = call(service.get_dataset, int_id(dataset, "data set"))
+        prefill["train_data"] = chosen["path"]
+    elif "train_data" not in prefill and datasets:
+        prefill["train_data"] = default_dataset(datasets, prefill.get("training_strategy", "sft"))
+    return render(request, "new_task.html", "new", "New task", prefill=prefill, name=name, datasets=datasets,
+                  models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_fields(),
+                  defaults=fields.defaults(), methods=fields.METHODS, cloned_from=clone)
+
+
+@router.get("/tasks/{task_id}")
+def task_page(request: Request, task_id: str) -> Response:
+    service = service_of(request)
+    task = call(service.get_task, int_id(task_id))
+    return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
+                  outputs=list_outputs(task.get("run_dir")))
+
+
+@router.get("/tasks/{task_id}/files/{path:path}")
+def task_file(request: Request, task_id: str, path: str) -> Response:
+    """Download one file of the task's run directory (the adapter, the config, the logs)."""
+    service = service_of(request)
+    task = call(service.get_task, int_id(task_id))
+    target = resolve_output(task.get("run_dir") or "", path) if task.get("run_dir") else None
+    if target is None:
+        raise PageError(404, f"task {task['id']}: no file {path!r} in its run directory.")
+    return FileResponse(target, filename=target.name)
+
+
+@router.get("/compare")
+def compare_page(request: Request, ids: list[str] = Query(default=[])) -> Response:
+    service = service_of(request)
+    wanted = [int_id(part) for raw in ids for part in raw.split(",") if part.strip()]
+    chosen = [call(service.get_task, i) for i in dict.fromkeys(wanted)]
+    return render(request, "compare.html", "compare", "Compare tasks", tasks=chosen,
+                  all_tasks=call(service.list_tasks), rows=config_rows(chosen))
+
+
+def config_rows(tasks: list[dict]) -> list[dict]:
+    """One row per config key set in any of the tasks: the values side by side (a key a task did not set shows
+    its default, marked) and whether they differ."""
+    defaults = fields.defaults()
+    keys: list[str] = []
+    for task in tasks:
+        keys += [k for k in (task.get("config") or {}) if k not in keys]
+    rows = []
+    for key in keys:
+        cells, effective = [], []
+        for task in tasks:
+            config = task.get("config") or {}
+            value = config.get(key, defaults.get(key))
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            effective.append(text)
+            cells.append({"text": text, "default": key not in config})
+        differs = key not in _PER_TASK_KEYS and len(set(effective)) > 1
+        rows.append({"key": key, "cells": cells, "differs": differs})
+    rows.sort(key=lambda r: (not r["differs"], r["key"]))
+    return rows

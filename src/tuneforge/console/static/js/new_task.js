@@ -1,0 +1,213 @@
+/* New-task form: collects the config, validates it through the API as the user types (the same messages
+   as the command line), shows the memory estimate and the YAML/command, and submits. */
+"use strict";
+(function () {
+  const form = document.getElementById("task-form");
+  const meta = JSON.parse(document.getElementById("form-data").textContent);
+  const defaults = meta.defaults;
+  const GUIDE = ["learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "seq_length", "lora_dim", "lora_alpha", "dpo_beta", "load_in_4bit", "load_in_8bit", "apply_chat_template", "system_prompt"];
+  const TOP = ["training_strategy", "model", "train_data", "validation_data", "validation_split"];
+  const field = function (key) { return document.getElementById("f-" + key); };
+  let seq = 0, timer = null, lastConfig = null, lastOk = false;
+
+  /** The typed value of one control; text that is not a number is sent as typed (the API names the error). */
+  function valueOf(el) {
+    const kind = el.dataset.kind;
+    if (kind === "bool") return el.checked;
+    let v = el.value;
+    if (kind === "choice") {
+      if (v === "" && el.querySelector('option[value=""]')) return null;
+      return v === "true" ? true : v === "false" ? false : v;
+    }
+    v = v.trim();
+    if (v === "" && el.dataset.nullable) return null;
+    if (kind === "integer" || kind === "number") return v !== "" && isFinite(Number(v)) ? Number(v) : v;
+    if (kind === "list") return v.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+    if (el.id === "f-per_device_train_batch_size" && v !== "" && isFinite(Number(v))) return Number(v);
+    return v;
+  }
+
+  /** The GPUs box: null when empty (the service's default), a number, or the text as typed (the API names it). */
+  function gpusValue() {
+    const v = document.getElementById("f-gpus").value.trim();
+    if (v === "") return null;
+    return isFinite(Number(v)) ? Number(v) : v;
+  }
+
+  function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
+
+  /** The config sent to the API: the top keys and the guide's keys always, other keys when changed. */
+  function collect() {
+    const cfg = {};
+    cfg.training_strategy = form.querySelector('input[name="training_strategy"]:checked').value;
+    ["model", "train_data", "validation_data", "validation_split"].forEach(function (k) {
+      const v = valueOf(field(k));
+      if (v !== null && v !== "" && !(k === "validation_split" && v === 0)) cfg[k] = v;
+    });
+    GUIDE.forEach(function (k) {
+      const v = valueOf(field(k));
+      if (v === null) return;
+      if (k === "dpo_beta" && cfg.training_strategy !== "dpo") return;  // ignored for SFT: keep the YAML honest
+      if (k === "lora_alpha" && cfg.lora_dim === 0) return;
+      cfg[k] = v;
+    });
+    form.querySelectorAll("details.advanced [data-key]").forEach(function (el) {
+      const k = el.dataset.key, v = valueOf(el);
+      if (!same(v, defaults[k]) && !(v === null && defaults[k] === null)) cfg[k] = v;
+    });
+    return cfg;
+  }
+
+  // -- method <-> lora_dim / load_in_*bit ------------------------------------------------------------------------
+  function methodFromKeys() {
+    const dim = valueOf(field("lora_dim"));
+    const m = dim === 0 ? "full" : field("load_in_4bit").checked ? "qlora4" : field("load_in_8bit").checked ? "qlora8" : "lora";
+    form.querySelector('input[name="method"][value="' + m + '"]').checked = true;
+    field("lora_alpha").disabled = dim === 0;
+  }
+  function keysFromMethod(m) {
+    if (m === "full") field("lora_dim").value = "0";
+    else if (valueOf(field("lora_dim")) === 0) field("lora_dim").value = "32";
+    field("load_in_4bit").checked = m === "qlora4";
+    field("load_in_8bit").checked = m === "qlora8";
+    field("lora_alpha").disabled = m === "full";
+  }
+  function strategyChanged() {
+    const dpo = form.querySelector('input[name="training_strategy"]:checked').value === "dpo";
+    field("dpo_beta").disabled = !dpo;
+    field("dpo_beta").title = dpo ? "" : "DPO only: ignored for SFT";
+  }
+
+  // -- errors, estimate, YAML --------------------------------------------------------------------------------
+  function clearErrors() {
+    form.querySelectorAll(".field-error").forEach(function (e) { e.hidden = true; e.textContent = ""; });
+    form.querySelectorAll('[aria-invalid="true"]').forEach(function (e) { e.removeAttribute("aria-invalid"); });
+    document.getElementById("form-error").hidden = true;
+  }
+
+  /** Which key an API message is about: its "key" field, else "key=value: ..." or "unknown config key 'x'". */
+  function keyOf(err) {
+    const data = err.data || {};
+    if (data.key) return data.key;
+    const msg = err.message || "";
+    let m = /^([a-z_0-9]+)=/.exec(msg) || /config key '([a-z_0-9]+)'/.exec(msg) || /^([a-z_0-9]+)[ :]/.exec(msg);
+    return m ? m[1] : null;
+  }
+
+  function showError(err) {
+    const key = keyOf(err);
+    const box = key && document.getElementById("e-" + key);
+    if (box) {
+      box.textContent = err.message;
+      box.hidden = false;
+      const ctl = field(key) || form.querySelector('[data-key="' + key + '"]');
+      if (ctl) ctl.setAttribute("aria-invalid", "true");
+      const det = box.closest("details");
+      if (det) det.open = true;
+    } else {
+      const top = document.getElementById("form-error");
+      top.textContent = err.message;
+      top.hidden = false;
+    }
+    document.getElementById("validity").textContent = "Not valid: " + err.message;
+  }
+
+  function showEstimate(est) {
+    const box = document.getElementById("estimate");
+    if (!est) { box.innerHTML = '<p class="muted">No estimate for this model (its architecture is not known without loading it).</p>'; return; }
+    box.innerHTML = TF.estimateHtml(est);
+  }
+
+  function showYaml(cfg) {
+    const name = document.getElementById("f-name").value.trim();
+    document.getElementById("yaml-text").textContent = TF.yaml(cfg);
+    document.getElementById("command-text").textContent =
+      "# train in this terminal\ntuneforge train task.yaml\n# or queue it on this service\ntuneforge tasks submit task.yaml" + (name ? " --name " + TF.yamlScalar(name) : "");
+  }
+
+  async function validate() {
+    const cfg = collect();
+    const mine = ++seq;
+    showYaml(cfg);
+    lastConfig = cfg;
+    document.getElementById("validity").textContent = "Checking…";
+    try {
+      const body = { config: cfg };
+      const gpus = gpusValue();
+      if (gpus !== null) body.gpus = gpus;
+      const res = await TF.api("POST", "/api/tasks/validate", body);
+      if (mine !== seq) return;
+      clearErrors();
+      lastOk = true;
+      document.getElementById("validity").textContent = "Settings are valid.";
+      showEstimate(res.estimate);
+    } catch (err) {
+      if (mine !== seq) return;
+      clearErrors();
+      lastOk = false;
+      showError(err);
+    }
+  }
+  function schedule() { clearTimeout(timer); timer = setTimeout(validate, 300); }
+
+  form.addEventListener("input", function (ev) {
+    if (ev.target.name === "method") keysFromMethod(ev.target.value);
+    if (["f-lora_dim", "f-load_in_4bit", "f-load_in_8bit"].indexOf(ev.target.id) >= 0) methodFromKeys();
+    if (ev.target.name === "training_strategy") strategyChanged();
+    schedule();
+  });
+  form.addEventListener("change", schedule);
+
+  form.addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    clearTimeout(timer);
+    const btn = document.getElementById("submit-task");
+    btn.disabled = true;
+    const body = { config: collect() };
+    const name = document.getElementById("f-name").value.trim();
+    if (name) body.name = name;
+    const gpus = gpusValue();
+    if (gpus !== null) body.gpus = gpus;
+    try {
+      const t = await TF.api("POST", "/api/tasks", body);
+      window.location.href = "/tasks/" + t.id;
+    } catch (err) {
+      clearErrors();
+      showError(err);
+      btn.disabled = false;
+      const first = form.querySelector('[aria-invalid="true"]');
+      if (first) first.focus();
+    }
+  });
+
+  document.getElementById("copy-yaml").addEventListener("click", function () { TF.copy(TF.yaml(collect())); });
+  document.getElementById("copy-command").addEventListener("click", function () {
+    TF.copy(document.getElementById("command-text").textContent);
+  });
+
+  // "Use its recommended seq_length": the data set's token-length statistics with this model and strategy.
+  document.getElementById("recommend-seq").addEventListener("click", async function () {
+    const opt = field("train_data").selectedOptions[0];
+    if (!opt || !opt.dataset.id) { TF.notify("Choose an uploaded data set first.", true); return; }
+    const cfg = collect();
+    const q = new URLSearchParams({ model: cfg.model || "builtin:toy", training_strategy: cfg.training_strategy,
+      seq_length: String(cfg.seq_length || 1024), apply_chat_template: String(cfg.apply_chat_template) });
+    if (cfg.system_prompt) q.set("system_prompt", cfg.system_prompt);
+    this.disabled = true;
+    try {
+      const stats = await TF.api("GET", "/api/datasets/" + opt.dataset.id + "/stats?" + q);
+      const rec = stats.recommended_seq_length;
+      if (TF.num(rec)) {
+        field("seq_length").value = String(rec);
+        TF.notify("seq_length set to " + rec + " tokens (keeps 99 % of the rows whole).");
+        schedule();
+      }
+    } catch (err) { TF.notify(err.message, true); }
+    this.disabled = false;
+  });
+
+  methodFromKeys();
+  strategyChanged();
+  validate();
+})();

@@ -1,0 +1,251 @@
+/* Task page = the monitoring page. Loads the task's whole history (metrics, resources, log tail) from the
+   API, then follows the server-sent event stream from exactly that position; after a network drop the
+   browser reconnects with Last-Event-ID (or we reopen with ?position=M-R-L), so no point is lost or doubled. */
+"use strict";
+(function () {
+  let task = JSON.parse(document.getElementById("task-data").textContent);
+  const id = task.id;
+  const base = "/api/tasks/" + id;
+  const live = window.tfLive = { metrics: 0, resources: 0, logOffset: 0, connected: false, events: 0 };
+  const dpo = (task.config || {}).training_strategy === "dpo";
+  const LOG_KEEP = 200000;  // characters of log kept on the page
+  let t0 = null;  // time of the first resource sample: the memory charts' zero
+  let source = null, retry = null;
+
+  // -- charts ------------------------------------------------------------------------------------------------
+  const lossFmt = function (v) { return TF.fixed(v, 4) + " nats"; };
+  const charts = {
+    loss: new TF.Chart("loss", document.getElementById("chart-loss"), { unit: "nats", format: lossFmt,
+      series: [{ label: "training loss" }, { label: "eval loss", color: "#d9480f" }] }),
+    lr: new TF.Chart("lr", document.getElementById("chart-lr"), { unit: "", yMin0: true,
+      format: function (v) { return TF.sci(v); }, series: [{ label: "learning rate", color: "#862e9c" }] }),
+    tps: new TF.Chart("tps", document.getElementById("chart-tps"), { unit: "tokens/s", yMin0: true,
+      format: TF.rate, series: [{ label: "tokens/s", color: "#2b8a3e" }] }),
+    gpu: new TF.Chart("gpu", document.getElementById("chart-gpu"), { unit: "GiB", xKind: "time", yMin0: true,
+      format: TF.gib, series: [], emptyText: "No GPU samples: on a machine without a GPU the run uses host memory only." }),
+    host: new TF.Chart("host", document.getElementById("chart-host"), { unit: "GiB", xKind: "time", yMin0: true,
+      format: TF.gib, series: [{ label: "task (RSS)", color: "#2456c7" }, { label: "all processes", color: "#e67700" },
+        { label: "host total", color: "#555", dash: [6, 4], width: 1.5 }] }),
+  };
+  if (dpo) {
+    const nats = function (v) { return TF.fixed(v, 3) + " nats"; };
+    charts.margins = new TF.Chart("margins", document.getElementById("chart-margins"), { unit: "nats", format: nats,
+      series: [{ label: "margin" }, { label: "eval margin", color: "#d9480f" }] });
+    charts.accuracies = new TF.Chart("accuracies", document.getElementById("chart-accuracies"), { unit: "%",
+      format: function (v) { return TF.fixed(v, 1) + " %"; }, yMin0: true,
+      series: [{ label: "accuracy" }, { label: "eval accuracy", color: "#d9480f" }] });
+    charts.rewards = new TF.Chart("rewards", document.getElementById("chart-rewards"), { unit: "nats", format: nats,
+      series: [{ label: "chosen" }, { label: "rejected", color: "#c2255c" }, { label: "eval chosen", color: "#2b8a3e", dash: [4, 3] },
+        { label: "eval rejected", color: "#e67700", dash: [4, 3] }] });
+  }
+
+  let lastLoss = null, lastRate = null;
+  function addMetric(r) {
+    if (!r || !TF.num(r.step)) return;
+    const s = r.step;
+    if (TF.num(r.loss)) { charts.loss.put(s, 0, r.loss); lastLoss = r.loss; }
+    if (TF.num(r.eval_loss)) charts.loss.put(s, 1, r.eval_loss);
+    if (TF.num(r.learning_rate)) charts.lr.put(s, 0, r.learning_rate);
+    if (TF.num(r.tokens_per_second)) { charts.tps.put(s, 0, r.tokens_per_second); lastRate = r.tokens_per_second; }
+    if (dpo) {
+      const pick = function (k) { return r[k]; };
+      charts.margins.put(s, 0, pick("rewards/margins"));
+      charts.margins.put(s, 1, pick("eval_rewards/margins"));
+      if (TF.num(pick("rewards/accuracies"))) charts.accuracies.put(s, 0, 100 * pick("rewards/accuracies"));
+      if (TF.num(pick("eval_rewards/accuracies"))) charts.accuracies.put(s, 1, 100 * pick("eval_rewards/accuracies"));
+      charts.rewards.put(s, 0, pick("rewards/chosen"));
+      charts.rewards.put(s, 1, pick("rewards/rejected"));
+      charts.rewards.put(s, 2, pick("eval_rewards/chosen"));
+      charts.rewards.put(s, 3, pick("eval_rewards/rejected"));
+    }
+  }
+
+  function addResource(r) {
+    if (!r || !TF.num(r.time)) return;
+    if (t0 === null) t0 = r.time;
+    const x = Math.round((r.time - t0) * 10) / 10;
+    charts.host.put(x, 0, r.host_rss_gib);
+    if (TF.num(r.host_total_gib) && TF.num(r.host_available_gib)) charts.host.put(x, 1, r.host_total_gib - r.host_available_gib);
+    charts.host.put(x, 2, r.host_total_gib);
+    Object.keys(r).forEach(function (k) {
+      const m = /^gpu(\d+)_used_gib$/.exec(k);
+      if (!m) return;
+      const g = m[1], color = TF.PALETTE[(+g) % TF.PALETTE.length];
+      charts.gpu.put(x, charts.gpu.ensureSeries("GPU " + g + " used", color), r[k]);
+      if (TF.num(r["gpu" + g + "_total_gib"])) charts.gpu.put(x, charts.gpu.ensureSeries("GPU " + g + " total", color, [6, 4]), r["gpu" + g + "_total_gib"]);
+    });
+    applyFit();
+  }
+
+  // "Zoom to the task's use": hide the total lines so the y axis fits the task's own curves.
+  const fitBox = document.getElementById("fit-memory");
+  function applyFit() {
+    [charts.host, charts.gpu].forEach(function (ch) {
+      if (!ch.u) return;
+      ch.opts.series.forEach(function (s, i) {
+        const isTotal = / total$|^all processes$/.test(s.label);
+        if (isTotal && ch.u.series[i + 1].show === fitBox.checked) ch.u.setSeries(i + 1, { show: !fitBox.checked });
+      });
+    });
+  }
+  fitBox.addEventListener("change", applyFit);
+
+  // -- log ---------------------------------------------------------------------------------------------------
+  const logEl = document.getElementById("log");
+  const follow = document.getElementById("follow-log");
+  function addLog(text) {
+    if (!text) return;
+    let all = logEl.textContent + text;
+    if (all.length > LOG_KEEP) all = "…\n" + all.slice(all.length - LOG_KEEP);
+    logEl.textContent = all;
+    if (follow.checked) logEl.scrollTop = logEl.scrollHeight;
+  }
+
+  // -- header, stats, actions ------------------------------------------------------------------------------------
+  function showTask(t) {
+    task = t;
+    document.getElementById("task-status").innerHTML = TF.badge(t.status);
+    document.getElementById("task-method").textContent = TF.methodLabel(t.config);
+    const p = t.progress || {};
+    const frac = TF.num(p.fraction) ? p.fraction : (t.status === "succeeded" ? 1 : 0);
+    const bar = document.getElementById("task-progress");
+    bar.setAttribute("aria-valuenow", String(Math.round(frac * 100)));
+    bar.firstElementChild.style.width = (frac * 100).toFixed(1) + "%";
+    document.getElementById("stat-progress").textContent = TF.pct(frac) +
+      (TF.num(p.step) ? " · step " + p.step + (TF.num(p.total_steps) ? " / " + p.total_steps : "") : "");
+    const times = TF.taskTimes(t);
+    document.getElementById("stat-time").textContent = TF.duration(times.elapsed) + (TF.num(times.eta) ? " / ETA " + TF.duration(times.eta) : "");
+    document.getElementById("stat-loss").textContent = TF.num(lastLoss) ? lossFmt(lastLoss) : "–";
+    document.getElementById("stat-best").textContent = TF.metric(t.best_metric, t.best_metric_name);
+    document.getElementById("stat-rate").textContent = TF.rate(lastRate);
+    document.getElementById("stat-gpu").textContent = TF.num(t.peak_gpu_gib) ? TF.gib(t.peak_gpu_gib) : "– (no GPU)";
+    document.getElementById("stat-host").textContent = TF.gib(t.peak_host_gib);
+    document.getElementById("started-at").textContent = t.started_at || "–";
+    document.getElementById("finished-at").textContent = t.finished_at || "–";
+    const err = document.getElementById("task-error");
+    err.hidden = !t.error;
+    err.textContent = t.error || "";
+    const active = TF.isActive(t);
+    document.querySelector('[data-act="stop"]').disabled = !active || t.stop_requested;
+    document.querySelector('[data-act="resume"]').disabled = ["stopped", "interrupted", "failed"].indexOf(t.status) < 0;
+    document.querySelector('[data-act="delete"]').disabled = active;
+  }
+
+  document.getElementById("task-actions").addEventListener("click", async function (ev) {
+    const btn = ev.target.closest("button[data-act]");
+    if (!btn) return;
+    btn.disabled = true;
+    try {
+      const res = await TF.taskAction(id, btn.dataset.act);
+      if (res === null) { btn.disabled = false; return; }
+      if (btn.dataset.act === "delete") { window.location.href = "/tasks"; return; }
+      TF.notify(btn.dataset.act === "stop" ? "Stop requested." : "Resumed: the task is queued again.");
+      showTask(res);
+      if (btn.dataset.act === "resume") connect();
+    } catch (e) { TF.notify(e.message, true); btn.disabled = false; }
+  });
+
+  // -- loading and the live stream ---------------------------------------------------------------------------------
+  function resetMetrics() {
+    ["loss", "lr", "tps", "margins", "accuracies", "rewards"].forEach(function (k) {
+      if (charts[k]) { charts[k].points.clear(); charts[k].schedule(); }
+    });
+    live.metrics = 0;
+  }
+
+  async function loadHistory() {
+    const [metrics, resources, head] = await Promise.all([
+      TF.api("GET", base + "/metrics?after=0"), TF.api("GET", base + "/resources?after=0"),
+      TF.api("GET", base + "/log?offset=0&limit=1")]);
+    metrics.forEach(addMetric);
+    live.metrics = metrics.length;
+    resources.forEach(addResource);
+    live.resources = resources.length;
+    const start = Math.max(0, head.size - 65536);
+    const tail = await TF.api("GET", base + "/log?offset=" + start + "&limit=65536");
+    if (start > 0) addLog("… (earlier lines: download train.log below)\n");
+    addLog(tail.text);
+    live.logOffset = tail.next_offset;
+  }
+
+  function setLive(text) { document.getElementById("live-state").textContent = text; }
+
+  function position() { return live.metrics + "-" + live.resources + "-" + live.logOffset; }
+
+  let lastEventAt = Date.now();
+  function track(ev) {
+    live.events++;
+    lastEventAt = Date.now();
+    const parts = (ev.lastEventId || "").split("-").map(Number);
+    if (parts.length === 3 && parts.every(isFinite)) {
+      live.metrics = parts[0]; live.resources = parts[1]; live.logOffset = parts[2];
+    }
+  }
+
+  function connect() {
+    if (source) source.close();
+    clearTimeout(retry);
+    lastEventAt = Date.now();
+    source = new EventSource(base + "/events?position=" + position());
+    source.onopen = function () { live.connected = true; setLive("live"); };
+    source.addEventListener("task", function (ev) { track(ev); showTask(JSON.parse(ev.data)); });
+    source.addEventListener("metric", function (ev) { addMetric(JSON.parse(ev.data)); track(ev); showTask(task); });
+    source.addEventListener("resource", function (ev) { addResource(JSON.parse(ev.data)); track(ev); });
+    source.addEventListener("log", function (ev) { addLog(JSON.parse(ev.data).text); track(ev); });
+    source.addEventListener("reset", function (ev) { resetMetrics(); track(ev); });
+    source.addEventListener("end", function (ev) {
+      track(ev);
+      source.close();
+      source = null;
+      live.connected = false;
+      setLive("finished");
+      TF.api("GET", base).then(showTask).catch(function () {});
+    });
+    source.onerror = function () {
+      live.connected = false;
+      // The browser retries by itself (with Last-Event-ID) unless the stream is closed for good.
+      if (source && source.readyState === EventSource.CLOSED) {
+        setLive("disconnected; retrying…");
+        retry = setTimeout(connect, 3000);
+      } else {
+        setLive("reconnecting…");
+      }
+    };
+  }
+
+  // Watchdog: a running task writes a resource sample every few seconds, so a stream quiet for 10 s while the
+  // task runs (or a task that ended without its "end" event) means a stuck connection: reopen it from the
+  // position reached. Nothing is lost or doubled: the position names every row already shown.
+  setInterval(async function () {
+    if (!source || Date.now() - lastEventAt < 10000) return;
+    try {
+      const t = await TF.api("GET", base);
+      showTask(t);
+      if (t.status === "running" || !TF.isActive(t)) { live.reconnects = (live.reconnects || 0) + 1; connect(); }
+      lastEventAt = Date.now();
+    } catch (e) { /* the service is unreachable: the next tick tries again */ }
+  }, 5000);
+  // For tests and for a user's "reconnect" in the console: drop the stream and reopen it from the position.
+  live.drop = function () {
+    if (!source) return;
+    source.close();
+    source = null;
+    live.connected = false;
+    setLive("reconnecting…");
+    setTimeout(connect, 500);
+  };
+
+  document.getElementById("config-yaml").textContent = TF.yaml(task.config || {});
+  document.getElementById("copy-config").addEventListener("click", function () { TF.copy(TF.yaml(task.config || {})); });
+  document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
+  document.querySelectorAll("#outputs td[data-bytes]").forEach(function (td) {
+    if (td.dataset.bytes !== "") td.textContent = TF.bytes(Number(td.dataset.bytes));
+  });
+  showTask(task);
+  setInterval(function () { showTask(task); }, 1000);  // elapsed time and ETA tick between events
+  loadHistory().then(function () {
+    showTask(task);
+    if (TF.isActive(task)) connect(); else setLive("finished");
+    live.loaded = true;
+  }).catch(function (e) { TF.notify("Could not load the task's history: " + e.message, true); setLive("error"); });
+})();

@@ -1,0 +1,84 @@
+"""``tuneforge eval``: the argument parser and the terminal output (table or JSON)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .metrics import BLEU_TOKENIZERS, GENERATION_METRICS, ROUGE_TOKENIZERS
+from .results import PREDICTIONS_FILE, RESULTS_FILE
+from .run import EvalOptions, Outcome, run_eval
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def options_from_args(args: argparse.Namespace) -> EvalOptions:
+    return EvalOptions(
+        model=args.model, data=args.data, adapter=args.adapter, metrics=_csv(args.metrics) if args.metrics else None,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seq_length=args.seq_length,
+        compare_base=args.compare_base, output=args.output, predictions=args.predictions,
+        rouge_tokenizer=args.rouge_tokenizer, bleu_tokenize=args.bleu_tokenize, device=args.device, dtype=args.dtype,
+        lm_eval_tasks=_csv(args.lm_eval_tasks) if args.lm_eval_tasks else [], lm_eval_include=args.lm_eval_include,
+        lm_eval_limit=args.lm_eval_limit)
+
+
+def report(outcome: Outcome, as_json: bool) -> None:
+    """The table (or the results JSON) on stdout; where the files went on stderr, so --json output stays JSON."""
+    results = outcome.results
+    if as_json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        data, counts = results.get("data", {}), results.get("counts", {})
+        if data:
+            print(f"data: {data['path']} ({data['format']}, {counts.get('rows', 0)} rows)")
+        if results.get("settings", {}).get("reference"):
+            print(f"DPO reference: {results['settings']['reference']}")
+        if results.get("metrics"):
+            print(outcome.table)
+        for task, values in (results.get("lm_eval") or {}).get("results", {}).items():
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, (int, float)))
+            print(f"lm-eval {task}: {shown}")
+    if outcome.output_dir is not None:
+        print(f"results: {outcome.output_dir / RESULTS_FILE}, {outcome.output_dir / PREDICTIONS_FILE}", file=sys.stderr)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    outcome = run_eval(options_from_args(args))
+    report(outcome, args.json)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate a run or model on a data file: loss, preference accuracy, BLEU/ROUGE-L/chrF",
+        description="Teacher-forced loss/perplexity/token accuracy (training's own evaluation), DPO preference "
+                    "metrics against the run's reference, and generation metrics of greedy answers (exact match, "
+                    "BLEU, ROUGE-L, chrF with tokenizers that work for Chinese). Writes eval_results.json and "
+                    "predictions.jsonl to RUN/eval/<data name>/ (or --output DIR). See docs/evaluation.md.")
+    p.add_argument("model", nargs="?", metavar="RUN_OR_MODEL",
+                   help="a run's output_dir (LoRA or full), a model directory or hub id, or builtin:toy")
+    p.add_argument("--data", metavar="FILE", help="rows in any training format (SFT, chat, ShareGPT, preference)")
+    p.add_argument("--adapter", help="a LoRA adapter directory to apply to RUN_OR_MODEL")
+    p.add_argument("--metrics", metavar="LIST",
+                   help=f"comma list of: loss, generation, {', '.join(GENERATION_METRICS)} (default: all that apply)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest greedy answer (default 256)")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per batch (default: the run's per_device_train_batch_size)")
+    p.add_argument("--seq-length", type=int, default=None, help="truncate rows to this many tokens (default: the run's seq_length)")
+    p.add_argument("--compare-base", action="store_true", help="also evaluate the base model (adapter disabled) and print deltas")
+    p.add_argument("--json", action="store_true", help="print eval_results.json instead of the table")
+    p.add_argument("--output", metavar="DIR", help="where to write the results (default RUN/eval/<data name>/)")
+    p.add_argument("--predictions", metavar="FILE", help="score an existing JSONL of {prediction, reference} rows; no model")
+    p.add_argument("--rouge-tokenizer", choices=ROUGE_TOKENIZERS, default="char",
+                   help="ROUGE-L tokens for Chinese: characters (default) or jieba words (needs jieba)")
+    p.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default="auto",
+                   help="sacrebleu tokenizer (auto: zh when the text has Chinese characters, else 13a)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                   help="weights precision (auto: what the run trained with; float32 on CPU)")
+    g = p.add_argument_group("lm-evaluation-harness (pip install lm-eval)")
+    g.add_argument("--lm-eval-tasks", metavar="TASK[,TASK]", help="run these lm-eval tasks on the model (adapter merged)")
+    g.add_argument("--lm-eval-include", metavar="DIR", help="directory of task YAML files (tasks over local data files)")
+    g.add_argument("--lm-eval-limit", type=int, default=None, help="at most this many documents per task")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,215 @@
+"""The HTTP API (FastAPI): every route under ``/api``, JSON in and out, errors as ``{"detail": "..."}`` with a
+4xx code naming the key or field. ``create_app`` builds the app around one ``TaskService`` (stored at
+``app.state.service``), adds the token check, and mounts the web console's pages last."""
+from __future__ import annotations
+
+import hmac
+from contextlib import asynccontextmanager
+from typing import Any, Optional
+
+from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .core import BadRequest, ServiceError, TaskService, TooLarge
+from .events import parse_position, task_events
+from .settings import Settings
+
+TOKEN_COOKIE = "tuneforge_token"
+TASK_FIELDS = {"config", "name", "gpus"}
+
+
+def _error(status: int, detail: str, key: str | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, **({"key": key} if key else {})}, status_code=status)
+
+
+def _supplied_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-tuneforge-token") or request.query_params.get("token") or \
+        request.cookies.get(TOKEN_COOKIE)
+
+
+def _install_token_check(app: FastAPI, token: str) -> None:
+    expected = token.encode("utf-8")
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        supplied = (_supplied_token(request) or "").encode("utf-8")
+        if not hmac.compare_digest(supplied, expected):  # constant time: no guessing by response timing
+            return _error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (the token "
+                               "'tuneforge console' printed), or open a page once with ?token=TOKEN.")
+        response = await call_next(request)
+        if request.query_params.get("token"):  # a browser opened a link with the token: remember it
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        return _error(exc.status, str(exc), exc.key)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        return _error(400, f"{where or 'request'}: {first.get('msg', 'invalid request')}.", where or None)
+
+
+def _task_body(payload: Any) -> dict:
+    if not isinstance(payload, dict):
+        raise BadRequest('body: expected a JSON object {"config": {...}, "name": "...", "gpus": N}.', "body")
+    unknown = sorted(set(payload) - TASK_FIELDS)
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field (a task takes config, name, gpus; config keys go inside "
+                         "\"config\").", unknown[0])
+    if "config" not in payload:
+        raise BadRequest('config: missing (body: {"config": {...the YAML keys...}}).', "config")
+    return payload
+
+
+def _task_routes(app: FastAPI, service: TaskService) -> None:
+    @app.get("/api/info")
+    def info() -> dict:
+        return service.info()
+
+    @app.get("/api/tasks")
+    def list_tasks(status: Optional[str] = None) -> list:
+        return service.list_tasks(status)
+
+    @app.post("/api/tasks", status_code=201)
+    def submit(payload: Any = Body(...)) -> dict:
+        body = _task_body(payload)
+        return service.submit(body["config"], body.get("name"), body.get("gpus"))
+
+    @app.post("/api/tasks/validate")
+    def validate(payload: Any = Body(...)) -> dict:
+        body = _task_body(payload)
+        return service.validate(body["config"], body.get("gpus"))
+
+    @app.post("/api/tasks/import", status_code=201)
+    def import_run(payload: Any = Body(...)) -> dict:
+        if not isinstance(payload, dict) or not isinstance(payload.get("path"), str):
+            raise BadRequest('path: expected {"path": "RUN_DIR"}.', "path")
+        return service.import_run(payload["path"], payload.get("name"))
+
+    @app.get("/api/tasks/{task_id}")
+    def get_task(task_id: int) -> dict:
+        return service.get_task(task_id)
+
+    @app.get("/api/tasks/{task_id}/metrics")
+    def metrics(task_id: int, after: int = 0) -> list:
+        return service.metrics(task_id, after)
+
+    @app.get("/api/tasks/{task_id}/resources")
+    def resources(task_id: int, after: int = 0) -> list:
+        return service.resources(task_id, after)
+
+    @app.get("/api/tasks/{task_id}/log")
+    def log(task_id: int, offset: int = 0, limit: int = 65536) -> dict:
+        return service.log(task_id, offset, limit)
+
+    @app.get("/api/tasks/{task_id}/events")
+    def events(task_id: int, request: Request, position: Optional[str] = None):
+        try:
+            start = parse_position(request.headers.get("last-event-id") or position)
+        except ValueError as exc:
+            raise BadRequest(str(exc), "Last-Event-ID") from None
+        service.get_task(task_id)  # 404 now, not inside the stream
+        stream = task_events(service, task_id, start, request.is_disconnected)
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/api/tasks/{task_id}/stop")
+    def stop(task_id: int) -> dict:
+        return service.stop(task_id)
+
+    @app.post("/api/tasks/{task_id}/resume")
+    def resume(task_id: int) -> dict:
+        return service.resume(task_id)
+
+    @app.post("/api/tasks/{task_id}/clone", status_code=201)
+    def clone(task_id: int, payload: Any = Body(None)) -> dict:
+        name = payload.get("name") if isinstance(payload, dict) else None
+        return service.clone(task_id, name)
+
+    @app.delete("/api/tasks/{task_id}")
+    def delete(task_id: int, files: bool = False) -> dict:
+        return service.delete(task_id, files)
+
+
+def _read_upload(upload: UploadFile, limit_mb: float) -> bytes:
+    limit = int(limit_mb * 1024 * 1024)
+    data = upload.file.read(limit + 1)  # never more than the limit in memory
+    if len(data) > limit:
+        raise TooLarge(f"file: over the upload limit of {limit_mb:g} MiB.", "file")
+    return data
+
+
+def _dataset_routes(app: FastAPI, service: TaskService) -> None:
+    @app.get("/api/datasets")
+    def list_datasets() -> list:
+        return service.list_datasets()
+
+    @app.post("/api/datasets", status_code=201)
+    def upload(file: UploadFile = File(...), name: Optional[str] = Form(None)) -> dict:
+        data = _read_upload(file, service.settings.upload_limit_mb)
+        return service.add_dataset(file.filename or "data.jsonl", data, name)
+
+    @app.get("/api/datasets/{dataset_id}")
+    def get_dataset(dataset_id: int) -> dict:
+        return service.get_dataset(dataset_id)
+
+    @app.get("/api/datasets/{dataset_id}/preview")
+    def preview(dataset_id: int, n: int = 5, model: Optional[str] = None, training_strategy: Optional[str] = None,
+                seq_length: Optional[int] = None, apply_chat_template: Optional[bool] = None,
+                system_prompt: Optional[str] = None) -> dict:
+        return service.dataset_preview(dataset_id, n, model=model, training_strategy=training_strategy,
+                                       seq_length=seq_length, apply_chat_template=apply_chat_template,
+                                       system_prompt=system_prompt)
+
+    @app.get("/api/datasets/{dataset_id}/stats")
+    def stats(dataset_id: int, model: Optional[str] = None, training_strategy: Optional[str] = None,
+              seq_length: Optional[int] = None, apply_chat_template: Optional[bool] = None,
+              system_prompt: Optional[str] = None) -> dict:
+        return service.dataset_stats(dataset_id, model=model, training_strategy=training_strategy,
+                                     seq_length=seq_length, apply_chat_template=apply_chat_template,
+                                     system_prompt=system_prompt)
+
+    @app.get("/api/models")
+    def models() -> list:
+        return service.models()
+
+
+def create_app(settings: Settings | None = None, service: TaskService | None = None, *,
+               start_worker: bool = True) -> FastAPI:
+    """The service's FastAPI app. The worker starts with the app (lifespan) and stops with it; running tasks
+    are left running (they are re-attached at the next start)."""
+    service = service or TaskService(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if start_worker:
+            service.start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(title="tuneforge task service", lifespan=lifespan,
+                  description="Training tasks (queue, monitoring, control), datasets and models.")
+    app.state.service = service
+    if service.settings.token:
+        _install_token_check(app, service.settings.token)
+    _install_error_handlers(app)
+    _task_routes(app, service)
+    _dataset_routes(app, service)
+    try:
+        from ..console import mount
+    except ImportError:  # the console is optional: the API works without its pages
+        mount = None
+    if mount is not None:
+        mount(app)
+    return app

@@ -1,0 +1,263 @@
+"""``tuneforge console`` (the service: API, worker and pages in one process) and ``tuneforge tasks ...``
+(a client of a running service, with the messages and exit codes of ``tuneforge train``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import TuneforgeError
+from . import FINAL_STATUSES
+from .client import ServiceClient
+from .settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_home, is_loopback
+
+PATH_KEYS = ("train_data", "validation_data", "model", "adapter_name_or_path", "deepspeed")
+
+
+# -- tuneforge console -----------------------------------------------------------------------------------------
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TuneforgeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
+                                 "choose another --port or stop the other service.") from None
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    token = args.token
+    if not token and not is_loopback(args.host):
+        token = secrets.token_urlsafe(24)
+        print(f"tuneforge console: listening on {args.host}, which is not loopback: every request needs this token "
+              f"(shown once):\n  {token}", flush=True)
+    for d in args.allow_dir or []:
+        if not Path(d).expanduser().is_dir():
+            raise TuneforgeError(f"--allow-dir {d}: no such directory.")
+    return Settings(home=Path(args.home) if args.home else default_home(), host=args.host, port=args.port,
+                    max_concurrent=args.max_concurrent, executor=args.executor, ray_address=args.ray_address,
+                    token=token, allow_dirs=[Path(d) for d in args.allow_dir or []],
+                    sample_interval=args.sample_interval, stop_grace=args.stop_grace,
+                    upload_limit_mb=args.upload_limit_mb)
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise TuneforgeError(f"--max-concurrent {args.max_concurrent}: must be >= 1.")
+    settings = settings_from_args(args)
+    _check_port(settings.host, settings.port)
+    app = create_app(settings)
+    service = app.state.service
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"tuneforge console: http://{host}:{settings.port}  (API /api, docs /docs)\n"
+          f"  home: {settings.home} | executor: {service.executor.name} | max concurrent tasks: "
+          f"{service.max_concurrent} | GPUs: {service.gpus}", flush=True)
+    # Open event streams must not hold a shutdown: tasks keep running anyway and are re-attached at the next start.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=3)
+    return 0
+
+
+def _add_console(sub) -> None:
+    p = sub.add_parser("console", help="start the task service: queue, worker, HTTP API and web console",
+                       description="Run the task service in this process: the queue and its worker, the HTTP API "
+                                   "under /api and the web console's pages. Tasks keep running when it stops and are "
+                                   "re-attached when it starts again.")
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--home", help="service home: tuneforge.db, runs/, datasets/ (default $TUNEFORGE_HOME or ~/.tuneforge)")
+    p.add_argument("--max-concurrent", type=int, help="tasks running at once (default: one per GPU, one on a CPU-only machine)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="run tasks as local processes or Ray jobs")
+    p.add_argument("--ray-address", help="Ray job server (default $RAY_ADDRESS or http://127.0.0.1:8265)")
+    p.add_argument("--token", help="require this token on every request (generated and printed when --host is not loopback)")
+    p.add_argument("--allow-dir", action="append", metavar="DIR",
+                   help="a directory task configs may read data/models from besides the home (repeatable)")
+    p.add_argument("--sample-interval", type=float, default=2.0, help="seconds between resources.jsonl rows (default 2)")
+    p.add_argument("--stop-grace", type=float, default=30.0, help="seconds from SIGTERM to SIGKILL when stopping a task (default 30)")
+    p.add_argument("--upload-limit-mb", type=float, default=512.0, help="largest dataset upload in MiB (default 512)")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+                   help="HTTP server log level (default warning)")
+    p.set_defaults(func=_cmd_console)
+
+
+# -- tuneforge tasks -------------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> ServiceClient:
+    return ServiceClient(args.server, args.token)
+
+
+def local_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The config file plus key=value overrides, with relative paths made absolute the way ``tuneforge train``
+    reads them (data paths relative to the config file), so the service reads the same files."""
+    from ..config import load_raw, parse_override
+
+    raw = load_raw(path) if path else {}
+    for item in overrides:
+        key, value = parse_override(item)
+        raw[key] = value
+    base = Path(path).resolve().parent if path else Path.cwd()
+    for key in PATH_KEYS:
+        value = raw.get(key)
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        if Path(value).exists():
+            raw[key] = str(Path(value).resolve())
+        elif (base / value).exists():
+            raw[key] = str((base / value).resolve())
+    return raw
+
+
+def _exit_code(task: dict) -> int:
+    """The task's outcome as ``tuneforge train`` would exit: 0 succeeded, its exit code when it failed, else 1."""
+    if task["status"] == "succeeded":
+        return 0
+    code = task.get("exit_code")
+    return code if isinstance(code, int) and code > 0 else 1
+
+
+def _wait(client: ServiceClient, task_id: int) -> int:
+    last = None
+    while True:
+        task = client.get(f"/api/tasks/{task_id}")
+        if task["status"] != last:
+            last = task["status"]
+            print(f"task {task_id}: {last}" + (f" ({task['error']})" if task.get("error") else ""), flush=True)
+        if last in FINAL_STATUSES:
+            return _exit_code(task)
+        time.sleep(1.0)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    if args.config and "=" in args.config and not Path(args.config).exists():
+        args.overrides, args.config = [args.config, *args.overrides], None
+    body: dict[str, Any] = {"config": local_config(args.config, list(args.overrides))}
+    if args.name:
+        body["name"] = args.name
+    if args.gpus is not None:
+        body["gpus"] = args.gpus
+    client = _client(args)
+    task = client.post("/api/tasks", body)
+    print(f"task {task['id']} {task['status']}: {task['name']}\n  run dir: {task['run_dir']}", flush=True)
+    return _wait(client, task["id"]) if args.wait else 0
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def _progress(task: dict) -> str:
+    p = task.get("progress") or {}
+    return f"{p.get('step', 0)}/{p['total_steps']}" if p.get("total_steps") else "-"
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    tasks = _client(args).get("/api/tasks", status=args.status)
+    if args.json:
+        print(json.dumps(tasks, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'ID':>4}  {'STATUS':<11}  {'STEPS':>9}  {'BEST':>8}  {'HOST':>9}  {'GPU':>9}  NAME")
+    for t in tasks:
+        print(f"{t['id']:>4}  {t['status']:<11}  {_progress(t):>9}  {_fmt(t['best_metric'], '', 4):>8}  "
+              f"{_fmt(t['peak_host_gib'], ' GiB'):>9}  {_fmt(t['peak_gpu_gib'], ' GiB'):>9}  {t['name']}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    task = _client(args).get(f"/api/tasks/{args.id}")
+    if args.json:
+        print(json.dumps(task, indent=2, ensure_ascii=False))
+        return 0
+    for key in ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "executor", "gpus",
+                "exit_code", "error"):
+        print(f"{key:>14}: {_fmt(task.get(key))}")
+    print(f"{'progress':>14}: {_progress(task)} steps")
+    print(f"{'best':>14}: {task.get('best_metric_name')} {_fmt(task.get('best_metric'), '', 5)}")
+    print(f"{'peak memory':>14}: host {_fmt(task.get('peak_host_gib'), ' GiB')}, GPU {_fmt(task.get('peak_gpu_gib'), ' GiB')}")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    client, offset = _client(args), 0
+    while True:
+        chunk = client.get(f"/api/tasks/{args.id}/log", offset=offset, limit=1 << 20)
+        if chunk["text"]:
+            sys.stdout.write(chunk["text"])
+            sys.stdout.flush()
+            offset = chunk["next_offset"]
+            continue
+        if not args.follow:
+            return 0
+        task = client.get(f"/api/tasks/{args.id}")
+        if task["status"] in FINAL_STATUSES and client.get(f"/api/tasks/{args.id}/log", offset=offset)["text"] == "":
+            return _exit_code(task)
+        time.sleep(1.0)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    task = _client(args).post(f"/api/tasks/{args.id}/{args.action}")
+    extra = " (stop requested: SIGTERM sent, SIGKILL after the grace period)" if task.get("stop_requested") and \
+        task["status"] == "running" else ""
+    print(f"task {task['id']}: {task['status']}{extra}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    task = _client(args).post("/api/tasks/import", {"path": str(Path(args.run_dir).resolve()), "name": args.name})
+    print(f"task {task['id']} {task['status']}: {task['name']} ({task['run_dir']})")
+    return 0
+
+
+def _add_tasks(sub) -> None:
+    p = sub.add_parser("tasks", help="submit, list, follow and control tasks of a running 'tuneforge console'",
+                       description="Talk to a running task service (tuneforge console).")
+    tasks = p.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        a = tasks.add_parser(name, help=help_text, description=help_text)
+        a.add_argument("--server", help="service URL (default $TUNEFORGE_SERVER or http://127.0.0.1:8750)")
+        a.add_argument("--token", help="the service's token (default $TUNEFORGE_TOKEN)")
+        a.set_defaults(func=func)
+        return a
+
+    a = action("submit", "queue a training task from a config file and key=value overrides", _cmd_submit)
+    a.add_argument("config", nargs="?", help="YAML or JSON config (as for tuneforge train)")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys")
+    a.add_argument("--name", help="task name (default: strategy, method and model)")
+    a.add_argument("--gpus", type=int, help="GPUs the task needs (default 1 on a GPU machine, else 0)")
+    a.add_argument("--wait", action="store_true", help="wait until the task ends; exit with its exit code")
+    a = action("list", "list tasks, newest first", _cmd_list)
+    a.add_argument("--status", help="only tasks with this status")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a = action("show", "show one task", _cmd_show)
+    a.add_argument("id", type=int)
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a = action("logs", "print a task's train.log", _cmd_logs)
+    a.add_argument("id", type=int)
+    a.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    for name, text in (("stop", "stop a task (SIGTERM, then SIGKILL after the grace period)"),
+                       ("resume", "resume an interrupted, stopped or failed task from its last checkpoint")):
+        a = action(name, text, _cmd_control)
+        a.add_argument("id", type=int)
+        a.set_defaults(action=name)
+    a = action("import", "index a run directory trained from a terminal, so it is listed with its charts", _cmd_import)
+    a.add_argument("run_dir")
+    a.add_argument("--name", help="task name (default: the directory's name)")
+
+
+def add_parser(subparsers) -> None:
+    _add_console(subparsers)
+    _add_tasks(subparsers)

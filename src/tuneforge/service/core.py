@@ -1,0 +1,403 @@
+"""The service object: every operation of the task service, called by the HTTP API, the console's pages and
+the tests alike. Results are plain JSON-able dicts; user errors raise ``ServiceError`` carrying the HTTP status
+and a message naming the key or field."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import FIELDS, from_dict
+from ..errors import ConfigError, DataError, TuneforgeError
+from . import FINAL_STATUSES, STATUSES
+from . import dataadapter
+from .estimate import memory_estimate
+from .executors import Executor, make_executor
+from .paths import PathPolicy, PathRefused
+from .runfiles import (FINISHED_MARKER, LOG_FILE, METRICS_FILE, RESOURCES_FILE, read_jsonl, read_log,
+                       summarize_run)
+from .sampler import gpu_count
+from .settings import Settings
+from .store import Store, utc_now
+from ..training.rundir import init_run_dir, lock_holder
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+SERVICE_KEYS = ("output_dir", "overwrite_output_dir")  # the service owns where a task writes
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+PREVIEW_KEYS = ("model", "training_strategy", "seq_length", "apply_chat_template", "system_prompt")
+BUILTIN_MODEL_ENTRY = {"id": "builtin:toy", "hub_id": "builtin:toy", "family": "builtin",
+                       "notes": "tuneforge's tiny random-init model: runs offline on a CPU, learns nothing useful."}
+
+
+class ServiceError(Exception):
+    """A request the service refuses; ``status`` is the HTTP code, ``key`` the config key or field at fault."""
+
+    status = 400
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    status = 401
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class TooLarge(ServiceError):
+    status = 413
+
+
+def config_error_key(message: str) -> str | None:
+    """The config key a ConfigError message is about (messages start with ``key=value`` or name the key)."""
+    match = re.match(r"(?:unknown config key ')?([A-Za-z_][\w.]*)", message)
+    if match and (match.group(1) in FIELDS or message.startswith("unknown config key")):
+        return match.group(1)
+    found = [k for k in FIELDS if re.search(rf"\b{re.escape(k)}\b", message)]
+    return found[0] if found else None
+
+
+def _start_time(pid: int | None) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except psutil.Error:
+        return None
+
+
+class TaskService:
+    """Tasks, datasets and models of one ``TUNEFORGE_HOME``; ``start()`` recovers tasks and starts the worker."""
+
+    def __init__(self, settings: Settings, executor: Executor | None = None):
+        from .worker import Worker
+
+        settings.make_dirs()
+        self.settings = settings
+        self.store = Store(settings.db_path)
+        self.policy = PathPolicy(settings)
+        self.executor = executor or make_executor(settings.executor, settings.ray_address)
+        self.gpus = gpu_count()
+        self.max_concurrent = settings.max_concurrent or max(1, self.gpus)
+        self.changed = threading.Condition()  # notified whenever a task changes (event streams wait on it)
+        self.worker = Worker(self)
+
+    def start(self) -> "TaskService":
+        self.worker.recover()
+        self.worker.start()
+        return self
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.executor.close()
+        self.store.close()
+
+    def notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    # -- views ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def task_view(row: dict) -> dict[str, Any]:
+        keys = ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "config", "progress",
+                "best_metric", "best_metric_name", "peak_gpu_gib", "peak_host_gib", "error", "exit_code", "gpus",
+                "executor", "source")
+        view = {k: row.get(k) for k in keys}
+        view["config"] = view["config"] or {}
+        view["stop_requested"] = bool(row.get("stop_requested"))
+        return view
+
+    def _task_row(self, task_id: int) -> dict:
+        row = self.store.get_task(int(task_id))
+        if row is None:
+            raise NotFound(f"task {task_id}: no such task.")
+        return row
+
+    def info(self) -> dict[str, Any]:
+        from .. import __version__
+
+        return {"home": str(self.settings.home), "executor": self.executor.name, "max_concurrent": self.max_concurrent,
+                "gpus": self.gpus, "token_required": bool(self.settings.token), "version": __version__,
+                "allow_dirs": [str(d) for d in self.settings.allow_dirs]}
+
+    # -- tasks: submission --------------------------------------------------------------------------------
+
+    def _checked_config(self, config: Any) -> tuple[dict[str, Any], Any]:
+        """(the submitted keys, resolved and coerced; the validated TrainConfig) or BadRequest naming the key."""
+        if not isinstance(config, dict):
+            raise BadRequest("config: expected a mapping of config keys to values.", "config")
+        raw = {k: v for k, v in config.items() if k not in SERVICE_KEYS}
+        try:
+            raw = self.policy.resolve(raw)
+        except PathRefused as exc:
+            raise BadRequest(str(exc), exc.key) from None
+        try:
+            cfg = from_dict({**raw, "output_dir": str(self.settings.runs_dir / "new-task")})
+        except ConfigError as exc:
+            raise BadRequest(str(exc), config_error_key(str(exc))) from None
+        except TuneforgeError as exc:
+            raise BadRequest(str(exc), config_error_key(str(exc))) from None
+        return {k: getattr(cfg, k) for k in raw}, cfg
+
+    def _checked_gpus(self, gpus: Any) -> int:
+        if gpus is None:
+            return 1 if self.gpus > 0 else 0
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise BadRequest(f"gpus={gpus!r}: expected a whole number >= 0.", "gpus")
+        if self.executor.name == "local" and gpus > self.gpus:
+            raise BadRequest(f"gpus={gpus}: this machine has {self.gpus} GPU(s).", "gpus")
+        return gpus
+
+    def validate(self, config: Any, gpus: Any = None) -> dict[str, Any]:
+        _, cfg = self._checked_config(config)
+        resolved = cfg.to_dict()
+        resolved["output_dir"] = "(the task's run directory)"
+        return {"ok": True, "config": resolved, "estimate": memory_estimate(cfg, self._checked_gpus(gpus))}
+
+    def submit(self, config: Any, name: str | None = None, gpus: Any = None) -> dict[str, Any]:
+        values, cfg = self._checked_config(config)
+        gpus = self._checked_gpus(gpus)
+        if name is not None and not isinstance(name, str):
+            raise BadRequest("name: expected a string.", "name")
+        name = (name or "").strip()[:200] or f"{cfg.training_strategy}-{cfg.method} {Path(cfg.model).name}"
+        with self.store.lock:  # the worker must not see the task before its run directory is set
+            task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
+                                             run_dir=f"pending-{uuid.uuid4().hex}", executor=self.executor.name,
+                                             best_metric_name=cfg.metric_for_best_model, source="service")
+            run_dir = self.settings.runs_dir / f"task-{task_id}"
+            if run_dir.exists() or self.store.task_by_run_dir(str(run_dir)):
+                run_dir = run_dir.with_name(f"task-{task_id}-{uuid.uuid4().hex[:6]}")
+            init_run_dir(run_dir)  # marked as a tuneforge run before the service writes its own files there
+            self.store.update_task(task_id, run_dir=str(run_dir), config={**values, "output_dir": str(run_dir)})
+        self.notify()
+        return self.get_task(task_id)
+
+    # -- tasks: reading ---------------------------------------------------------------------------------
+
+    def list_tasks(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise BadRequest(f"status={status!r}: expected one of {', '.join(STATUSES)}.", "status")
+        return [self.task_view(r) for r in self.store.list_tasks(status)]
+
+    def get_task(self, task_id: int) -> dict[str, Any]:
+        return self.task_view(self._task_row(task_id))
+
+    def _rows(self, task_id: int, name: str, after: int) -> list[dict]:
+        if after < 0:
+            raise BadRequest(f"after={after}: must be >= 0.", "after")
+        return read_jsonl(Path(self._task_row(task_id)["run_dir"]) / name, after)
+
+    def metrics(self, task_id: int, after: int = 0) -> list[dict]:
+        return self._rows(task_id, METRICS_FILE, after)
+
+    def resources(self, task_id: int, after: int = 0) -> list[dict]:
+        return self._rows(task_id, RESOURCES_FILE, after)
+
+    def log(self, task_id: int, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
+        if offset < 0 or limit < 1:
+            raise BadRequest(f"offset={offset}, limit={limit}: offset must be >= 0 and limit >= 1.", "offset")
+        row = self._task_row(task_id)
+        limit = min(limit, 1 << 20)
+        if row["executor"] == self.executor.name:
+            return self.executor.read_log(row, offset, limit)
+        return read_log(Path(row["run_dir"]) / LOG_FILE, offset, limit)
+
+    # -- tasks: control ---------------------------------------------------------------------------------
+
+    def stop(self, task_id: int) -> dict[str, Any]:
+        row = self._task_row(task_id)
+        if self.store.update_task(row["id"], where_status=["queued"], status="stopped", finished_at=utc_now()):
+            self.notify()
+            return self.get_task(row["id"])
+        if not self.store.update_task(row["id"], where_status=["running"], stop_requested=1):
+            raise Conflict(f"task {row['id']} is {row['status']}: only queued or running tasks can be stopped.")
+        self.worker.request_stop(self._task_row(row["id"]))
+        self.notify()
+        return self.get_task(row["id"])
+
+    def resume(self, task_id: int) -> dict[str, Any]:
+        row = self._task_row(task_id)
+        if row["status"] not in RESUMABLE:
+            raise Conflict(f"task {row['id']} is {row['status']}: only {', '.join(RESUMABLE)} tasks can be resumed.")
+        config = {k: v for k, v in (row["config"] or {}).items() if k in FIELDS}
+        if not config.get("train_data"):
+            raise Conflict(f"task {row['id']}: its run directory records no config to resume from.")
+        config.update(output_dir=row["run_dir"], resume_from_checkpoint="auto")
+        try:
+            from_dict(config)  # data deleted since? say so now, not in a failed task
+        except ConfigError as exc:
+            raise BadRequest(str(exc), config_error_key(str(exc))) from None
+        if not self.store.update_task(row["id"], where_status=RESUMABLE, status="queued", config=config,
+                                      stop_requested=0, finished_at=None, exit_code=None, error=None):
+            raise Conflict(f"task {row['id']} changed status meanwhile; try again.")
+        self.notify()
+        return self.get_task(row["id"])
+
+    def clone(self, task_id: int, name: str | None = None) -> dict[str, Any]:
+        row = self._task_row(task_id)
+        config = {k: v for k, v in (row["config"] or {}).items()
+                  if k in FIELDS and k not in (*SERVICE_KEYS, "resume_from_checkpoint")}
+        return self.submit(config, name or f"{row['name']} (copy)", row["gpus"])
+
+    def delete(self, task_id: int, files: bool = False) -> dict[str, Any]:
+        row = self._task_row(task_id)
+        if row["status"] not in FINAL_STATUSES:
+            raise Conflict(f"task {row['id']} is {row['status']}: stop it before deleting it.")
+        run_dir = Path(row["run_dir"])
+        if files and self.settings.runs_dir not in run_dir.resolve().parents:
+            raise Conflict(f"task {row['id']}: its run directory {run_dir} is not under {self.settings.runs_dir}; "
+                           "the service never deletes files it did not create. Delete without files=true.")
+        self.store.delete_task(row["id"])
+        if not files:  # the directory stays: do not list it again as a run trained from a terminal
+            self.store.ignore_run(str(run_dir))
+        if files and run_dir.is_dir():
+            shutil.rmtree(run_dir)
+        self.notify()
+        return {"deleted": row["id"], "files_removed": bool(files)}
+
+    # -- runs trained outside the service -----------------------------------------------------------------
+
+    def import_run(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        run_dir = Path(path).expanduser().resolve()
+        if self.policy.restricted and not any(r == run_dir or r in run_dir.parents for r in self.policy.model_roots()):
+            raise BadRequest(f"path={str(path)!r}: outside the directories this service may read.", "path")
+        if not run_dir.is_dir() or not any((run_dir / f).exists() for f in (METRICS_FILE, FINISHED_MARKER)):
+            raise BadRequest(f"path={str(path)!r}: not a run directory (no {METRICS_FILE} or {FINISHED_MARKER}).", "path")
+        existing = self.store.task_by_run_dir(str(run_dir))
+        if existing:
+            return self.task_view(existing)
+        config = self._recorded_config(run_dir)
+        finished = (run_dir / FINISHED_MARKER).is_file()
+        summary = summarize_run(run_dir, config.get("metric_for_best_model", "eval_loss"))
+        holder = None if finished else lock_holder(run_dir)  # a terminal run still training holds the lock
+        live = {"status": "running", "pid": holder, "proc_started": _start_time(holder)} if holder and holder > 0 \
+            else {"status": "succeeded" if finished else "interrupted", "finished_at": utc_now()}
+        task_id = self.store.insert_task(
+            name=name or run_dir.name, config=config, run_dir=str(run_dir), executor="local", source="import",
+            **live, **summary.columns())
+        self.notify()
+        return self.get_task(task_id)
+
+    @staticmethod
+    def _recorded_config(run_dir: Path) -> dict[str, Any]:
+        try:
+            data = yaml.safe_load((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return {}
+        return {k: v for k, v in data.items() if k in FIELDS} if isinstance(data, dict) else {}
+
+    def scan_runs(self) -> int:
+        """Index run directories that appeared under ``runs/`` (trained from a terminal); returns how many."""
+        found = 0
+        for child in sorted(self.settings.runs_dir.iterdir()) if self.settings.runs_dir.is_dir() else []:
+            if child.is_dir() and not child.name.startswith("task-") and \
+                    self.store.task_by_run_dir(str(child.resolve())) is None and \
+                    not self.store.is_ignored(str(child.resolve())) and \
+                    any((child / f).exists() for f in (METRICS_FILE, FINISHED_MARKER)):
+                self.import_run(child)
+                found += 1
+        return found
+
+    # -- datasets ---------------------------------------------------------------------------------------
+
+    def dataset_view(self, row: dict) -> dict[str, Any]:
+        fmt = row.get("format")
+        return {**row, "filename": Path(row["path"]).name,
+                "training_strategy": "dpo" if fmt == "preference" else "sft"}
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return [self.dataset_view(r) for r in self.store.list_datasets()]
+
+    def get_dataset(self, dataset_id: int) -> dict[str, Any]:
+        row = self.store.get_dataset(int(dataset_id))
+        if row is None:
+            raise NotFound(f"dataset {dataset_id}: no such dataset.")
+        return self.dataset_view(row)
+
+    def _free_name(self, filename: str) -> str:
+        base = Path(str(filename).replace("\\", "/")).name
+        suffix = Path(base).suffix.lower()
+        if suffix not in DATA_SUFFIXES:
+            raise BadRequest(f"file {base!r}: expected a {', '.join(DATA_SUFFIXES)} file.", "file")
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(base).stem).strip("_") or "data"
+        candidate, n = f"{stem}{suffix}", 1
+        while (self.settings.datasets_dir / candidate).exists():
+            n += 1
+            candidate = f"{stem}-{n}{suffix}"
+        return candidate
+
+    def add_dataset(self, filename: str, data: bytes, name: str | None = None) -> dict[str, Any]:
+        limit = int(self.settings.upload_limit_mb * 1024 * 1024)
+        if len(data) > limit:
+            raise TooLarge(f"file: {len(data)} bytes is over the upload limit of {self.settings.upload_limit_mb:g} MiB.", "file")
+        safe = self._free_name(filename)
+        incoming = self.settings.datasets_dir / ".incoming"
+        incoming.mkdir(exist_ok=True)
+        tmp = incoming / f"{uuid.uuid4().hex}-{safe}"
+        tmp.write_bytes(data)
+        try:
+            strategy, fmt = dataadapter.detect_strategy(str(tmp))
+            rows = dataadapter.validate_rows(str(tmp), strategy)
+        except (DataError, TuneforgeError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise BadRequest(str(exc).replace(str(tmp), safe), "file") from None
+        final = self.settings.datasets_dir / safe
+        os.replace(tmp, final)
+        dataset_id = self.store.insert_dataset(name=(name or safe)[:200], path=str(final), size_bytes=len(data),
+                                               rows=rows, format=fmt)
+        return self.get_dataset(dataset_id)
+
+    def _dataset_config(self, dataset_id: int, keys: dict[str, Any]):
+        dataset = self.get_dataset(dataset_id)
+        bad = [k for k in keys if k not in PREVIEW_KEYS]
+        if bad:
+            raise BadRequest(f"{bad[0]}: not a preview/stats key (use {', '.join(PREVIEW_KEYS)}).", bad[0])
+        raw = {"training_strategy": dataset["training_strategy"], **{k: v for k, v in keys.items() if v is not None}}
+        _, cfg = self._checked_config({**raw, "train_data": dataset["path"]})
+        return cfg
+
+    def dataset_preview(self, dataset_id: int, n: int = 5, **keys: Any) -> dict[str, Any]:
+        if not 1 <= n <= 100:
+            raise BadRequest(f"n={n}: expected 1 to 100 rows.", "n")
+        cfg = self._dataset_config(dataset_id, keys)
+        try:
+            return dataadapter.preview(cfg, n)
+        except TuneforgeError as exc:
+            raise BadRequest(str(exc), "file") from None
+
+    def dataset_stats(self, dataset_id: int, **keys: Any) -> dict[str, Any]:
+        cfg = self._dataset_config(dataset_id, keys)
+        try:
+            return dataadapter.stats(cfg)
+        except TuneforgeError as exc:
+            raise BadRequest(str(exc), "file") from None
+
+    # -- models ------------------------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        try:
+            from ..gallery import entries
+        except ImportError:
+            return [dict(BUILTIN_MODEL_ENTRY)]
+        listed = [e.to_dict() for e in entries()]
+        if not any(m.get("id") == BUILTIN_MODEL_ENTRY["id"] for m in listed):
+            listed.insert(0, dict(BUILTIN_MODEL_ENTRY))
+        return listed

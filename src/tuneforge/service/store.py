@@ -1,0 +1,186 @@
+"""The task index: SQLite in WAL mode, schema versioned with ``PRAGMA user_version``.
+
+The database only indexes runs (the run directory is the source of truth), so it stays small. WAL with
+``synchronous=NORMAL`` keeps it consistent whatever moment the service is killed. Every state change is one
+statement, so claiming a queued task is atomic: two workers never start the same task.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import TuneforgeError
+
+SCHEMA_VERSION = 2
+
+# MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        config TEXT NOT NULL,
+        run_dir TEXT NOT NULL UNIQUE,
+        executor TEXT NOT NULL DEFAULT 'local',
+        gpus INTEGER NOT NULL DEFAULT 0,
+        gpu_ids TEXT,
+        pid INTEGER,
+        proc_started REAL,
+        job_id TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        exit_code INTEGER,
+        error TEXT,
+        best_metric REAL,
+        best_metric_name TEXT,
+        peak_host_gib REAL,
+        peak_gpu_gib REAL,
+        progress TEXT,
+        source TEXT NOT NULL DEFAULT 'service',
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_status ON tasks(status, id);
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        size_bytes INTEGER NOT NULL,
+        rows INTEGER,
+        format TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 2: run directories under runs/ whose task was deleted (kept on disk): the scan must not list them again
+    "CREATE TABLE ignored_runs (run_dir TEXT PRIMARY KEY)",
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+JSON_COLUMNS = ("config", "progress", "gpu_ids")
+
+
+class StoreError(TuneforgeError):
+    """The database cannot be used (made by a newer tuneforge, or not a tuneforge database)."""
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Store:
+    """Thread-safe access to ``tuneforge.db``: one connection, one lock, short statements."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable tuneforge database ({exc}).") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: database schema version {version} was written by a newer tuneforge (this one reads "
+                f"up to {SCHEMA_VERSION}). Upgrade tuneforge, or start the service with another --home.")
+        for v in range(version, SCHEMA_VERSION):
+            with self.lock:
+                self._db.execute("BEGIN IMMEDIATE")  # one migration = one transaction
+                for statement in filter(str.strip, MIGRATIONS[v].split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {v + 1}")
+                self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+    # -- generic helpers -------------------------------------------------------------------------------
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self.lock:
+            return self._db.execute(sql, tuple(params))
+
+    @staticmethod
+    def _row(row: sqlite3.Row | None) -> dict | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for key in JSON_COLUMNS:
+            if out.get(key) is not None:
+                out[key] = json.loads(out[key])
+        return out
+
+    @staticmethod
+    def _encode(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: (json.dumps(v, ensure_ascii=False) if k in JSON_COLUMNS and v is not None else v)
+                for k, v in values.items()}
+
+    # -- tasks -------------------------------------------------------------------------------------------
+
+    def insert_task(self, **values: Any) -> int:
+        values = self._encode({"created_at": utc_now(), **values})
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        return int(self._execute(f"INSERT INTO tasks ({cols}) VALUES ({marks})", values.values()).lastrowid)
+
+    def update_task(self, task_id: int, *, where_status: Iterable[str] | None = None, **values: Any) -> bool:
+        """Set columns of one task; with ``where_status``, only if its status is one of those (atomic)."""
+        values = self._encode(values)
+        sets = ", ".join(f"{k} = ?" for k in values)
+        sql, params = f"UPDATE tasks SET {sets} WHERE id = ?", [*values.values(), task_id]
+        if where_status is not None:
+            statuses = list(where_status)
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += statuses
+        return self._execute(sql, params).rowcount == 1
+
+    def get_task(self, task_id: int) -> dict | None:
+        return self._row(self._execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+
+    def task_by_run_dir(self, run_dir: str) -> dict | None:
+        return self._row(self._execute("SELECT * FROM tasks WHERE run_dir = ?", (run_dir,)).fetchone())
+
+    def list_tasks(self, status: str | None = None) -> list[dict]:
+        if status:
+            rows = self._execute("SELECT * FROM tasks WHERE status = ? ORDER BY id DESC", (status,)).fetchall()
+        else:
+            rows = self._execute("SELECT * FROM tasks ORDER BY id DESC").fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def queued_in_order(self) -> list[dict]:
+        rows = self._execute("SELECT * FROM tasks WHERE status = 'queued' ORDER BY id").fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def delete_task(self, task_id: int) -> None:
+        self._execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+    def ignore_run(self, run_dir: str) -> None:
+        self._execute("INSERT OR IGNORE INTO ignored_runs (run_dir) VALUES (?)", (run_dir,))
+
+    def is_ignored(self, run_dir: str) -> bool:
+        return self._execute("SELECT 1 FROM ignored_runs WHERE run_dir = ?", (run_dir,)).fetchone() is not None
+
+    # -- datasets ----------------------------------------------------------------------------------------
+
+    def insert_dataset(self, **values: Any) -> int:
+        values = {"created_at": utc_now(), **values}
+        cols, marks = ", ".join(values), ", ".join("?" for _ in values)
+        return int(self._execute(f"INSERT INTO datasets ({cols}) VALUES ({marks})", values.values()).lastrowid)
+
+    def get_dataset(self, dataset_id: int) -> dict | None:
+        return self._row(self._execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone())
+
+    def list_datasets(self) -> list[dict]:
+        return [dict(r) for r in self._execute("SELECT * FROM datasets ORDER BY id DESC").fetchall()]

@@ -1,0 +1,200 @@
+"""The queue: a thread that starts queued tasks in order within the concurrency and GPU limits, follows the
+running ones (progress, best metric, peak memory from their run directories), finishes them with the right
+status, and enforces stop deadlines. ``recover()`` runs once at start: live tasks are re-attached, dead ones
+become ``interrupted`` (or take the status their recorded exit code gives)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from .executors import Exit
+from .runfiles import (EXIT_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_CONFIG_FILE, JsonlTail, RunSummary,
+                       is_finished, log_error_line)
+from .store import utc_now
+from ..training.rundir import init_run_dir
+
+if TYPE_CHECKING:
+    from .core import TaskService
+
+SCAN_EVERY_S = 10.0
+SIGTERM_CODES = (-signal.SIGTERM, 128 + signal.SIGTERM)
+
+
+class _Follower:
+    """Folds a running task's new metrics and resources rows into its summary columns."""
+
+    def __init__(self, task: dict):
+        run_dir = Path(task["run_dir"])
+        self.metrics, self.resources = JsonlTail(run_dir / METRICS_FILE), JsonlTail(run_dir / RESOURCES_FILE)
+        self.summary = RunSummary(metric_name=task.get("best_metric_name") or "eval_loss")
+        self.last: dict = {}
+
+    def update(self) -> dict | None:
+        for row in self.metrics.poll():
+            self.summary.add_metric(row)
+        for row in self.resources.poll():
+            self.summary.add_resource(row)
+        columns = self.summary.columns()
+        if columns == self.last:
+            return None
+        self.last = columns
+        return columns
+
+
+def final_status(task: dict, exit: Exit) -> tuple[str, str | None]:
+    """(status, error summary) of a task that ended."""
+    code = exit.code
+    if task.get("stop_requested"):
+        return "stopped", None
+    if code == 0:
+        return "succeeded", None
+    if code is None and is_finished(Path(task["run_dir"])):
+        return "succeeded", None  # e.g. a run from a terminal that the service followed
+    if code is None:
+        return "interrupted", "the task's process ended without an exit code (killed with the service, or the machine restarted); resume it"
+    if code in SIGTERM_CODES:
+        return "interrupted", "terminated by SIGTERM from outside the service; resume it"
+    why = log_error_line(Path(task["run_dir"]) / LOG_FILE)
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return "failed", f"killed by {name}" + (f"; last log line: {why}" if why else "")
+    return "failed", why or f"exit code {code}"
+
+
+class Worker:
+    def __init__(self, service: "TaskService"):
+        self.service = service
+        self._followers: dict[int, _Follower] = {}
+        self._stop_deadlines: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tuneforge-worker", daemon=True)
+        self._last_scan = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def recover(self) -> None:
+        """At service start: every task marked running is either still alive (re-attached) or finished."""
+        for task in self.service.store.list_tasks("running"):
+            exit = self.service.executor.poll(task) if task["executor"] == self.service.executor.name else Exit(None)
+            if exit is not None:
+                self._finish(task, exit)
+            elif task.get("stop_requested"):
+                self.request_stop(task)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # one bad pass (a file vanished, a locked DB) must not end the queue
+                print(f"tuneforge worker: {exc.__class__.__name__}: {exc}", flush=True)
+            self._halt.wait(self.service.settings.poll_interval)
+
+    # -- one pass -------------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        for task in self.service.store.list_tasks("running"):
+            exit = self.service.executor.poll(task)
+            if exit is None:
+                self._follow(task)
+            else:
+                self._finish(task, exit)
+        self._start_queued()
+        if self.service.settings.scan_runs and time.monotonic() - self._last_scan > SCAN_EVERY_S:
+            self._last_scan = time.monotonic()
+            self.service.scan_runs()
+
+    def _follow(self, task: dict) -> None:
+        follower = self._followers.setdefault(task["id"], _Follower(task))
+        columns = follower.update()
+        if columns is not None:
+            self.service.store.update_task(task["id"], **columns)
+            self.service.notify()
+        with self._lock:
+            deadline = self._stop_deadlines.get(task["id"])
+        if deadline is not None and time.monotonic() > deadline:
+            self.service.executor.stop(task, force=True)  # the grace period is over: SIGKILL the group
+
+    def _finish(self, task: dict, exit: Exit) -> None:
+        follower = self._followers.pop(task["id"], None) or _Follower(task)
+        follower.update()
+        status, error = final_status(task, exit)
+        self.service.store.update_task(task["id"], where_status=["running"], status=status, error=error,
+                                       exit_code=exit.code, finished_at=utc_now(), gpu_ids=None,
+                                       **follower.summary.columns())
+        with self._lock:
+            self._stop_deadlines.pop(task["id"], None)
+        self.service.notify()
+
+    def request_stop(self, task: dict) -> None:
+        with self._lock:
+            self._stop_deadlines.setdefault(task["id"], time.monotonic() + self.service.settings.stop_grace)
+        self.service.executor.stop(task)
+
+    # -- starting tasks -------------------------------------------------------------------------------------
+
+    def _start_queued(self) -> None:
+        service = self.service
+        running = service.store.list_tasks("running")
+        slots = service.max_concurrent - len(running)
+        busy = {i for t in running for i in (t.get("gpu_ids") or [])}
+        for task in service.store.queued_in_order():
+            if slots <= 0:
+                return
+            gpu_ids: list[int] = []
+            if service.executor.name == "local" and task["gpus"] > 0:
+                free = [i for i in range(service.gpus) if i not in busy]
+                if len(free) < task["gpus"]:
+                    return  # first in, first out: the head of the queue waits for its GPUs
+                gpu_ids = free[: task["gpus"]]
+            claimed = service.store.update_task(task["id"], where_status=["queued"], status="running",
+                                                started_at=utc_now(), gpu_ids=gpu_ids, pid=None, job_id=None,
+                                                proc_started=None, attempt=task["attempt"] + 1)
+            if not claimed:  # someone else took or stopped it
+                continue
+            slots -= 1
+            busy.update(gpu_ids)
+            self._launch(service.store.get_task(task["id"]), gpu_ids)
+
+    def _task_env(self, task: dict, gpu_ids: list[int]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(PYTHONUNBUFFERED="1", TUNEFORGE_TASK_ID=str(task["id"]), TOKENIZERS_PARALLELISM="false")
+        if self.service.executor.name == "local" and (gpu_ids or self.service.gpus):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)  # "" = no GPU for a CPU task
+        return env
+
+    def _launch(self, task: dict, gpu_ids: list[int]) -> None:
+        run_dir = Path(task["run_dir"])
+        try:
+            init_run_dir(run_dir)
+            config_text = yaml.safe_dump({**task["config"], "output_dir": str(run_dir)}, allow_unicode=True, sort_keys=False)
+            (run_dir / TASK_CONFIG_FILE).write_text(config_text, encoding="utf-8")
+            (run_dir / EXIT_FILE).unlink(missing_ok=True)
+            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+                log.write(f"=== tuneforge task {task['id']} attempt {task['attempt']} started {utc_now()} ===\n")
+            handle = self.service.executor.start(task, self._task_env(task, gpu_ids), self.service.settings.sample_interval)
+        except Exception as exc:  # cannot write the run directory, Ray refused the job ...
+            self.service.store.update_task(task["id"], status="failed", finished_at=utc_now(),
+                                           error=f"could not start: {exc}", gpu_ids=None)
+            self.service.notify()
+            return
+        self.service.store.update_task(task["id"], **handle)
+        self._followers[task["id"]] = _Follower(task)
+        started = self.service.store.get_task(task["id"])
+        if started and started.get("stop_requested"):  # stopped while it was being launched
+            self.request_stop(started)
+        self.service.notify()

@@ -1,0 +1,106 @@
+"""Choosing the next token per sequence, and turning generated tokens into text that stops where asked.
+
+Each sequence of a batch has its own settings (greedy or temperature/top-p sampling) and its own random
+generator, so a request with a ``seed`` gets the same tokens whatever else shares its batch (up to the
+rounding differences that padding causes).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """One request's generation settings (already validated by the protocol layer)."""
+
+    max_tokens: int
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def make_generator(params: SamplingParams, choice: int) -> torch.Generator | None:
+    """A private generator per choice: seeded from (seed, choice) so n choices differ but repeat exactly."""
+    if params.greedy:
+        return None
+    gen = torch.Generator(device="cpu")
+    if params.seed is None:
+        gen.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    else:
+        gen.manual_seed((params.seed * 1_000_003 + choice) % (2**63 - 1))
+    return gen
+
+
+def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """The next token id from one row of logits ``[vocab]``."""
+    if params.greedy:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # keep the smallest set whose mass reaches top_p (the most likely token always stays)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@dataclass
+class TextTracker:
+    """The text of one choice as tokens arrive: what is safe to send, and whether a stop string was hit.
+
+    Text that might be the start of a stop string, or half of a multi-byte character, is held back
+    until the next tokens decide it.
+    """
+
+    tokenizer: object
+    stop: tuple[str, ...] = ()
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    sent: int = 0  # characters of ``text`` already handed out
+    stopped: bool = False
+
+    def add(self, token_id: int) -> str:
+        """Append a token; return the newly safe text (empty when held back)."""
+        self.token_ids.append(token_id)
+        decoded = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+        cut = self._first_stop(decoded)
+        if cut is not None:
+            self.text, self.stopped = decoded[:cut], True
+            return self.flush()
+        self.text = decoded
+        safe = len(decoded) - self._held_back(decoded)
+        return self._take(safe)
+
+    def flush(self) -> str:
+        """All remaining text (the sequence has finished)."""
+        return self._take(len(self.text))
+
+    def _take(self, upto: int) -> str:
+        if upto <= self.sent:
+            return ""
+        piece, self.sent = self.text[self.sent:upto], upto
+        return piece
+
+    def _first_stop(self, text: str) -> int | None:
+        start = max(0, self.sent - max((len(s) for s in self.stop), default=0))
+        hits = [i for i in (text.find(s, start) for s in self.stop) if i >= 0]
+        return min(hits) if hits else None
+
+    def _held_back(self, text: str) -> int:
+        # an incomplete UTF-8 sequence decodes to U+FFFD until a later token completes it
+        held = len(text) - len(text.rstrip("\ufffd"))
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    held = max(held, k)
+                    break
+        return held
