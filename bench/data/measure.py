@@ -27,20 +27,27 @@ import psutil
 class TreePeak:
     """Peak of the summed RSS of this process and its children, sampled in a thread."""
 
-    def __init__(self, interval: float = 0.05):
-        self.peak, self.interval, self._stop = 0, interval, threading.Event()
+    def __init__(self, interval: float = 0.05, pss: bool = False):
+        self.peak, self.peak_pss, self.interval, self._stop = 0, 0, interval, threading.Event()
+        self.pss = pss
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            total = pss = 0
             for p in [me] + me.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    if self.pss:  # proportional set size: shared pages counted once over the tree
+                        info = p.memory_full_info()
+                        pss += info.pss
+                        total += info.rss
+                    else:
+                        total += p.memory_info().rss
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, pss)
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -92,7 +99,8 @@ def _trl(args) -> dict:
         from trl import DPOConfig, DPOTrainer
 
         tiny = Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}] * 2)
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common), train_dataset=tiny, processing_class=tok)
+        trainer = DPOTrainer(model=model, ref_model=toy_model(tok), args=DPOConfig(**common), train_dataset=tiny,
+                             processing_class=tok)
         prepare = lambda ds: trainer._prepare_dataset(ds, tok, trainer.args, "train")  # noqa: E731
     start = time.perf_counter()
     ds = load_dataset("json", data_files=args.data, split="train", cache_dir=args.cache)
@@ -112,9 +120,25 @@ def _train(args) -> dict:
     return {"seconds": time.perf_counter() - start, "steps": summary.steps, "loss": summary.train_loss}
 
 
+def _train_processes(args) -> dict:
+    """``tuneforge train --nproc N`` as a child process group (the tree's peak RSS and PSS are sampled)."""
+    import subprocess
+
+    overrides = [f"train_data={args.data}", f"training_strategy={args.kind}", f"data_cache_dir={args.cache}",
+                 f"data_num_workers={args.workers}", "seq_length=1024", "max_steps=2", "per_device_train_batch_size=2",
+                 f"output_dir={args.out}", "overwrite_output_dir=true", "save_steps=-1", "logging_steps=1"]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tuneforge.cli", "train", *overrides, "--nproc", str(args.nproc),
+                           "--no-progress"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-2000:])
+    return {"seconds": time.perf_counter() - start, "nproc": args.nproc}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("tuneforge", "trl", "train"))
+    p.add_argument("what", choices=("tuneforge", "trl", "train", "train-nproc"))
+    p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--kind", choices=("sft", "dpo"), required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--cache", required=True)
@@ -122,10 +146,12 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/tuneforge-bench-data-run")
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with TreePeak() as tree:
-        result = {"tuneforge": _tuneforge, "trl": _trl, "train": _train}[args.what](args)
+    with TreePeak(pss=args.what.startswith("train")) as tree:
+        result = {"tuneforge": _tuneforge, "trl": _trl, "train": _train, "train-nproc": _train_processes}[args.what](args)
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     result["peak_tree_rss_gib"] = tree.peak / 2 ** 30
+    if tree.pss:
+        result["peak_tree_pss_gib"] = tree.peak_pss / 2 ** 30
     print(json.dumps(result))
     return 0
 

@@ -83,7 +83,9 @@ def preference_loss(name: str, *, reference_free: bool = False) -> Callable[[Cal
     def register(function: Callable[..., PreferenceOutput]) -> Callable[..., PreferenceOutput]:
         params = inspect.signature(function).parameters.values()
         hyper = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        assert all(h in CONFIG_KEYS for h in hyper), f"{name}: a hyperparameter without a config key in {hyper}"
+        unknown = [h for h in hyper if h not in CONFIG_KEYS]
+        if unknown:
+            raise TypeError(f"preference loss {name!r}: hyperparameters {unknown} have no config key in CONFIG_KEYS")
         PREFERENCE_LOSSES[name] = PreferenceLoss(name, function, reference_free, hyper)
         return function
 

@@ -22,6 +22,7 @@ from tuneforge.config import from_dict  # noqa: E402
 from tuneforge.data.dpo import build_dpo_data  # noqa: E402
 from tuneforge.models.builtin import toy_model, toy_tokenizer  # noqa: E402
 from tuneforge.models.forward import CausalLMLoss  # noqa: E402
+from tuneforge.preference_losses import PREFERENCE_LOSSES  # noqa: E402
 from tuneforge.training.dpo import DPORecipe, make_reference  # noqa: E402
 
 
@@ -122,7 +123,7 @@ def test_full_matches_trl(fresh, reference):
     trainer = _trainer(tmp, tok, model, ref_model=initial)
     ref = make_reference(cfg, data, tok.pad_token_id, module, trainer.accelerator)  # from the starting weights
     _perturb(model.parameters(), 0.02, seed=1)  # "training" moves the policy only
-    recipe = DPORecipe(data, tok.pad_token_id, 4, "sigmoid", BETA, ref)
+    recipe = DPORecipe(data, tok.pad_token_id, 4, PREFERENCE_LOSSES["sigmoid"].bind(beta=BETA), ref)
     _compare(recipe, module, trainer, data)
 
 
@@ -138,7 +139,7 @@ def test_lora_matches_trl(fresh):
     module = CausalLMLoss(model)
     ref = make_reference(cfg, data, tok.pad_token_id, module, trainer.accelerator)
     _perturb([p for n, p in model.named_parameters() if "lora_B" in n], 0.05, seed=2)
-    recipe = DPORecipe(data, tok.pad_token_id, 4, "sigmoid", BETA, ref)
+    recipe = DPORecipe(data, tok.pad_token_id, 4, PREFERENCE_LOSSES["sigmoid"].bind(beta=BETA), ref)
     _compare(recipe, module, trainer, data)
 
 
@@ -160,5 +161,5 @@ def test_lora_from_sft_adapter_matches_trl(fresh, tmp_path):
     module = CausalLMLoss(trainer.model)
     ref = make_reference(cfg, data, tok.pad_token_id, module, trainer.accelerator)
     _perturb([p for n, p in trainer.model.named_parameters() if "lora_B" in n and ".default." in n], 0.05, seed=4)
-    recipe = DPORecipe(data, tok.pad_token_id, 4, "sigmoid", BETA, ref)
+    recipe = DPORecipe(data, tok.pad_token_id, 4, PREFERENCE_LOSSES["sigmoid"].bind(beta=BETA), ref)
     _compare(recipe, module, trainer, data)

@@ -95,3 +95,11 @@ def test_an_alias_bomb_in_a_known_key_is_refused_without_expanding_it(tmp_path, 
         from_dict({k: v for k, v in raw.items() if k == key})
     assert time.perf_counter() - start < 1.0
     assert key in str(err.value) and len(str(err.value)) < 400
+
+
+def test_data_paths_relative_to_the_config_file_are_normalised():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "examples" / "configs" / "sft_lora.yaml")
+    assert ".." not in Path(cfg.train_data).parts and Path(cfg.train_data).is_file()

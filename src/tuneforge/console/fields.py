@@ -35,7 +35,7 @@ SERVICE_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")
 METHODS = (("full", "Full"), ("lora", "LoRA"), ("qlora4", "QLoRA 4-bit"), ("qlora8", "QLoRA 8-bit"))
 # Units shown beside number inputs (every number on the page has its unit).
 UNITS: dict[str, str] = {
-    "learning_rate": "per step", "num_train_epochs": "epochs", "per_device_train_batch_size": "rows",
+    "num_train_epochs": "epochs", "per_device_train_batch_size": "rows",
     "gradient_accumulation_steps": "micro-batches", "effective_batch_size": "rows", "seq_length": "tokens",
     "lora_dim": "rank", "validation_split": "fraction", "warmup_ratio": "fraction of steps",
     "max_steps": "steps", "logging_steps": "steps", "eval_steps": "steps", "save_steps": "steps",
@@ -53,6 +53,8 @@ def _kind(tp: Any) -> tuple[str, list[str]]:
     if origin is Union or str(origin) == "<class 'types.UnionType'>":
         arms = [a for a in typing.get_args(tp) if a is not type(None)]
         literal = [a for a in arms if typing.get_origin(a) is Literal]
+        if arms == [bool]:  # true / false / unset (the config decides): a choice, not a checkbox
+            return "choice", ["true", "false"]
         if len(arms) == 1:
             return _kind(arms[0])
         if bool in arms and literal:  # e.g. false | true | 'auto'

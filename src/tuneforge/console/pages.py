@@ -15,6 +15,9 @@ from . import fields
 from .outputs import list_outputs, resolve_output
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+# The repository's example data (present in a source checkout, not in an installed wheel).
+EXAMPLE_DATA_DIR = Path(__file__).resolve().parents[3] / "examples" / "data"
+EXAMPLE_FILES = ("sft_train.jsonl", "sft_val.jsonl", "dpo_train.jsonl", "dpo_val.jsonl")
 STATIC_DIR = Path(__file__).parent / "static"
 NAV = (("/models", "Models", "models"), ("/datasets", "Data sets", "datasets"), ("/tasks/new", "New task", "new"),
        ("/tasks", "Tasks", "tasks"), ("/compare", "Compare", "compare"))
@@ -59,7 +62,15 @@ def metric_text(value: Any, name: str | None) -> str:
     return f"{value:.4f} nats ({name})"
 
 
+def utc_text(value: Any) -> str:
+    """'2026-11-29T05:10:02Z' as '2026-11-29 05:10:02 UTC' ('–' when unset)."""
+    if not value:
+        return "–"
+    return str(value).replace("T", " ").rstrip("Z") + " UTC"
+
+
 templates.env.globals.update(static=static_url, nav=NAV)
+templates.env.filters["utc"] = utc_text
 templates.env.filters["metric"] = metric_text
 templates.env.filters["tojson_safe"] = to_json
 
@@ -122,6 +133,21 @@ def default_dataset(datasets: list[dict], strategy: str) -> str:
     return max(fitting, key=lambda d: d.get("rows") or 0)["path"]
 
 
+def validation_partner(datasets: list[dict], train_path: str | None) -> str | None:
+    """The data set named like the training one with 'val'/'validation'/'dev'/'eval' for 'train' (x_train.jsonl ->
+    x_val.jsonl), so the usual pair is chosen together; None when there is no such data set."""
+    by_path = {d["path"]: d for d in datasets}
+    train = by_path.get(train_path or "")
+    if not train or "train" not in train["name"]:
+        return None
+    names = {d["name"]: d["path"] for d in datasets}
+    for word in ("val", "validation", "dev", "eval"):
+        candidate = names.get(train["name"].replace("train", word))
+        if candidate:
+            return candidate
+    return None
+
+
 def int_id(value: str, what: str = "task") -> int:
     try:
         return int(value)
@@ -147,7 +173,23 @@ def models_page(request: Request) -> Response:
 @router.get("/datasets")
 def datasets_page(request: Request) -> Response:
     service = service_of(request)
-    return render(request, "datasets.html", "datasets", "Data sets", datasets=call(service.list_datasets))
+    return render(request, "datasets.html", "datasets", "Data sets", datasets=call(service.list_datasets),
+                  examples=[p.name for p in example_files()])
+
+
+def example_files() -> list[Path]:
+    return [EXAMPLE_DATA_DIR / name for name in EXAMPLE_FILES if (EXAMPLE_DATA_DIR / name).is_file()]
+
+
+@router.post("/datasets/examples")
+def add_example_datasets(request: Request) -> Response:
+    """Add the repository's example data sets (those not added yet), so a first task needs no file of one's own."""
+    service = service_of(request)
+    have = {d["name"] for d in call(service.list_datasets)}
+    for path in example_files():
+        if path.name not in have:
+            call(service.add_dataset, path.name, path.read_bytes())
+    return RedirectResponse("/datasets", status_code=303)
 
 
 @router.get("/datasets/{dataset_id}")
@@ -164,10 +206,14 @@ def tasks_page(request: Request, status: str = "") -> Response:
     return render(request, "tasks.html", "tasks", "Tasks", tasks=call(service.list_tasks), status_filter=status)
 
 
-@router.get("/tasks/new")
-def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = "sft", method: str = "lora",
-                  clone: str = "", dataset: str = "") -> Response:
-    service = service_of(request)
+def form_prefill(service, model: str, strategy: str, method: str, clone: str, dataset: str,
+                 datasets: list[dict]) -> tuple[dict[str, Any], str]:
+    """The new-task form's starting values and name: a cloned task's config, or the gallery's recommendation for
+    the model, strategy and method; then the data (the chosen data set, else the strategy's largest one, with
+    its validation partner)."""
+    # Links carry these; a mistyped one opens the form with the usual choice instead of an unusable form.
+    strategy = strategy if strategy in ("sft", "dpo") else "sft"
+    method = method if method in dict(fields.METHODS) else "lora"
     name = ""
     if clone:
         source = call(service.get_task, int_id(clone))
@@ -176,15 +222,27 @@ def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = 
         name = f"{source.get('name') or 'task'}-copy"
     else:
         prefill = recommended(model, strategy, method)
-    datasets = call(service.list_datasets)
     if dataset:
-        chosen = call(service.get_dataset, int_id(dataset, "data set"))
-        prefill["train_data"] = chosen["path"]
+        prefill["train_data"] = call(service.get_dataset, int_id(dataset, "data set"))["path"]
     elif "train_data" not in prefill and datasets:
         prefill["train_data"] = default_dataset(datasets, prefill.get("training_strategy", "sft"))
+    if not clone and "validation_data" not in prefill:
+        partner = validation_partner(datasets, prefill.get("train_data"))
+        if partner:
+            prefill["validation_data"] = partner
+    return prefill, name
+
+
+@router.get("/tasks/new")
+def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = "sft", method: str = "lora",
+                  clone: str = "", dataset: str = "") -> Response:
+    service = service_of(request)
+    datasets = call(service.list_datasets)
+    prefill, name = form_prefill(service, model, strategy, method, clone, dataset, datasets)
     return render(request, "new_task.html", "new", "New task", prefill=prefill, name=name, datasets=datasets,
                   models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_fields(),
-                  defaults=fields.defaults(), methods=fields.METHODS, cloned_from=clone)
+                  defaults=fields.defaults(), methods=fields.METHODS, cloned_from=clone,
+                  examples=[p.name for p in example_files()])
 
 
 @router.get("/tasks/{task_id}")
@@ -192,7 +250,7 @@ def task_page(request: Request, task_id: str) -> Response:
     service = service_of(request)
     task = call(service.get_task, int_id(task_id))
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
-                  outputs=list_outputs(task.get("run_dir")))
+                  outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults())
 
 
 @router.get("/tasks/{task_id}/files/{path:path}")

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import encode
 from .cache import FORMAT_VERSION, CacheCorrupt, EntryWriter, TokenStore, publish
 from .formats import FileRows, RowReport, example_from
@@ -320,10 +321,14 @@ def _build(entry: Path, path: str, files: list[Path], tokenizer, settings, on_ba
     start = time.perf_counter()
     try:
         chunks = _chunks(files, settings.strategy, read_report if skip else None)
-        for res in _encoded_chunks(chunks, workers, (tokenizer, settings, skip)):
-            collector.add(res)
-            if res.error is not None:
-                raise DataError(*res.error)
+        try:
+            for res in _encoded_chunks(chunks, workers, (tokenizer, settings, skip)):
+                collector.add(res)
+                if res.error is not None:
+                    raise DataError(*res.error)
+        except BrokenProcessPool:
+            raise ConfigError(f"data_num_workers={workers}: a tokenizing worker process died (out of memory?) while "
+                              f"encoding {path}; retry with fewer workers (data_num_workers: 1).") from None
         if collector.n_examples == 0:
             raise DataError(str(path), None, None, "no usable rows")
         report = RowReport(dict(read_report.dropped), dict(read_report.examples))
@@ -348,14 +353,18 @@ def open_or_build(path: str, tokenizer, settings: encode.EncodeSettings, *, on_b
     """
     root = cache_root(cache_dir)
     files = source_files(path)
-    inputs = key_inputs(path, files, tokenizer, settings, on_bad_rows, root)
-    entry = root / cache_key(inputs)
-    with _locked(root / f"{entry.name}.lock"):
-        try:
-            return TokenStore.open(entry)
-        except CacheCorrupt:
-            pass
-        _build(entry, path, files, tokenizer, settings, on_bad_rows, workers or default_workers(), inputs)
-        store = TokenStore.open(entry, check=False)  # just written and checksummed by this process
-        store.built_here = True
-        return store
+    try:
+        inputs = key_inputs(path, files, tokenizer, settings, on_bad_rows, root)
+        entry = root / cache_key(inputs)
+        with _locked(root / f"{entry.name}.lock"):
+            try:
+                return TokenStore.open(entry)
+            except CacheCorrupt:
+                pass
+            _build(entry, path, files, tokenizer, settings, on_bad_rows, workers or default_workers(), inputs)
+            store = TokenStore.open(entry, check=False)  # just written and checksummed by this process
+            store.built_here = True
+            return store
+    except OSError as exc:  # not writable, disk full ...: the half-written entry is already removed
+        raise ConfigError(f"data_cache_dir={str(root)!r}: cannot write the tokenized data cache ({exc.strerror or exc}); "
+                          "free space or set data_cache_dir to a writable directory.") from None

@@ -6,9 +6,14 @@ names the recipes and tests use.
 """
 from __future__ import annotations
 
-from .encode import (DROP_IDENTICAL, DROP_IDENTICAL_TRUNCATED, DROP_NO_RESPONSE, DROP_TEMPLATE,  # noqa: F401
-                     PROMPT_FLOOR_FRACTION, EncodedPair, encode_pair, truncate_pair)
+from .encode import (DROP_IDENTICAL, DROP_IDENTICAL_TRUNCATED, DROP_NO_RESPONSE, DROP_TEMPLATE, EncodedPair,
+                     encode_pair, truncate_pair)
 from .split import PreparedData, Split, prepare_data
+
+# The truncation constant is read from ``encode.PROMPT_FLOOR_FRACTION`` (not re-exported: a copy here would
+# not change the rule). Names kept for the recipes and tests:
+__all__ = ["DROP_IDENTICAL", "DROP_IDENTICAL_TRUNCATED", "DROP_NO_RESPONSE", "DROP_TEMPLATE", "EncodedPair",
+           "encode_pair", "truncate_pair", "DPOData", "PairSplit", "build_dpo_data"]
 
 DPOData = PreparedData
 PairSplit = Split

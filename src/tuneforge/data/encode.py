@@ -176,7 +176,7 @@ def encode_dpo(pair: PreferencePair, tokenizer, settings: EncodeSettings) -> Enc
         return Encoding(None, drop=DROP_TEMPLATE, refused=True, field="prompt",
                         why=f"{exc}; set on_bad_rows: skip to drop such rows")
     if full.chosen == full.rejected:
-        return Encoding(None, full_length=full.longest, drop=DROP_IDENTICAL)
+        return Encoding(full, full_length=full.longest, drop=DROP_IDENTICAL)
     enc, truncated = truncate_pair(full, settings.seq_length, leading_bos(tokenizer, full.prompt))
     if not enc.chosen or not enc.rejected:
         return Encoding(enc, truncated, full.longest, DROP_NO_RESPONSE)

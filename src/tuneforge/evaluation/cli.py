@@ -38,7 +38,9 @@ def report(outcome: Outcome, as_json: bool) -> None:
         if results.get("metrics"):
             print(outcome.table)
         for task, values in (results.get("lm_eval") or {}).get("results", {}).items():
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, (int, float)))
+            # lm-eval names scores "metric,filter" (e.g. "acc,none"); its stderr entries are left to the file
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items()
+                              if "," in k and "stderr" not in k and isinstance(v, (int, float)))
             print(f"lm-eval {task}: {shown}")
     if outcome.output_dir is not None:
         print(f"results: {outcome.output_dir / RESULTS_FILE}, {outcome.output_dir / PREDICTIONS_FILE}", file=sys.stderr)

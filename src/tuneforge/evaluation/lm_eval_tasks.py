@@ -51,7 +51,8 @@ def run_lm_eval(opts: Any) -> dict[str, Any]:
     lm = HFLM(pretrained=merged, tokenizer=model.tokenizer, batch_size=opts.batch_size or 8, device=str(model.device))
     try:
         out = lm_eval.simple_evaluate(model=lm, tasks=list(opts.lm_eval_tasks), task_manager=manager,
-                                      limit=opts.lm_eval_limit, log_samples=False, bootstrap_iters=0)
+                                      limit=opts.lm_eval_limit, log_samples=False, bootstrap_iters=0,
+                                      verbosity="ERROR")
     except (OSError, ConnectionError, FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"lm-eval could not run {opts.lm_eval_tasks} ({first_line(exc)}). Hub benchmarks need "
                           "their data downloaded first; local tasks need their data_files paths to exist.") from None

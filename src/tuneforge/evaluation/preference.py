@@ -27,6 +27,7 @@ REFERENCE_DESCRIPTIONS = {
     "adapter_disabled": "the base model (the run's adapter disabled)",
     "adapter": "base + the adapter the run started from ({adapter})",
     "start": "the run's starting model ({model})",
+    "itself": "the model itself (not a run, so every reward is 0)",
 }
 
 
@@ -36,6 +37,8 @@ def describe_reference(model: EvalModel, cfg: TrainConfig) -> tuple[str, str]:
 
     adapter = model.settings.get("adapter_name_or_path")
     kind = reference_kind(dataclasses.replace(cfg, adapter_name_or_path=adapter))
+    if not model.is_run and kind != "none":
+        return kind, REFERENCE_DESCRIPTIONS["itself"]
     if kind == "precompute" and adapter:
         return kind, REFERENCE_DESCRIPTIONS["adapter"].format(adapter=adapter)
     if kind in ("precompute", "copy"):

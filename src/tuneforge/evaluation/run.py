@@ -89,8 +89,9 @@ def check_options(opts: EvalOptions) -> Plan:
     if opts.bleu_tokenize not in BLEU_TOKENIZERS:
         raise ConfigError(f"--bleu-tokenize={opts.bleu_tokenize!r}: expected one of {', '.join(BLEU_TOKENIZERS)}.")
     if opts.predictions:
-        if opts.model or opts.compare_base or opts.lm_eval_tasks:
-            raise ConfigError("--predictions FILE scores an existing file: give no model, --compare-base or --lm-eval-tasks.")
+        if opts.model or opts.data or opts.compare_base or opts.lm_eval_tasks:
+            raise ConfigError("--predictions FILE scores an existing file: give no model, --data, --compare-base "
+                              "or --lm-eval-tasks.")
     elif not opts.model:
         raise ConfigError("give a run directory or model to evaluate (or --predictions FILE).")
     elif not opts.data and not opts.lm_eval_tasks:
@@ -282,8 +283,9 @@ def output_dir_for(opts: EvalOptions) -> Path:
     from .loading import is_run_dir
 
     if not is_run_dir(str(run_dir)):
-        raise ConfigError(f"--output DIR is needed: {opts.model!r} is not a run directory (results go to RUN/eval/ "
-                          "only for runs).")
+        why = "no such directory" if not run_dir.exists() else "no tuneforge_config.yaml there"
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory ({why}): give a run's output_dir, or --output DIR "
+                          "for a model directory or hub id (results go to RUN/eval/ only for runs).")
     name = data_name(opts.data) if opts.data else "lm-eval-" + "-".join(opts.lm_eval_tasks)
     return default_output(run_dir, name)
 

@@ -149,8 +149,9 @@ def _gib(x: float) -> str:
 
 def _fit_text(fit) -> str:
     ck = "gradient_checkpointing: true" if fit.gradient_checkpointing else "no checkpointing"
-    if fit.gradient_checkpointing and fit.batch_size_without_checkpointing:
-        ck += f" (batch {fit.batch_size_without_checkpointing} without)"
+    if fit.gradient_checkpointing:
+        plain = fit.batch_size_without_checkpointing
+        ck += f" (batch {plain} without)" if plain else " (needed: batch 1 does not fit without)"
     more = (f" (up to {fit.batch_size_with_checkpointing} with checkpointing)"
             if not fit.gradient_checkpointing and fit.batch_size_with_checkpointing > fit.batch_size else "")
     where = "1 GPU" if fit.engine == "single" else f"{fit.gpus} GPUs with {_engine(fit.engine)}"
@@ -169,7 +170,11 @@ def print_plan(p) -> None:
           f"{p.seq_length} | {p.gpus} x {p.gpu_memory_gib:g} GiB {unit}{', bf16' if p.device == 'cuda' else ', fp32'}")
     covers = "peak memory of one GPU: tensors + CUDA context + allocator slack" if p.device == "cuda" else \
         "peak RSS of the training process, runtime baseline included"
-    print(f"estimates: {covers}, in GiB, at the batch shown; calibration in docs/gallery.md")
+    from ..models.memory import SAFETY_MARGIN
+
+    print(f"estimates: {covers}, in GiB, at the batch shown; planned to {100 * (1 - SAFETY_MARGIN):.0f}% of the "
+          f"memory ({p.gpu_memory_gib * (1 - SAFETY_MARGIN):.1f} GiB), as estimates came within ~11% of measured "
+          "peaks (docs/gallery.md)")
     head = ("method", "fits", "total", "weights", "adapter+grad+optim", "activations", "logits", "runtime", "settings")
     rows = [head]
     for m in p.methods:

@@ -34,6 +34,9 @@ from ..config import TrainConfig
 from ..losses import CHUNK_ELEMENTS
 
 GIB = 1024 ** 3
+# Every measured peak was within about 11% of its estimate (docs/gallery.md): decisions made from an estimate
+# (the planner's batch sizes, gradient_checkpointing: auto) keep this share of the memory free.
+SAFETY_MARGIN = 0.10
 QUANT_OVERHEAD = {4: 0.04, 8: 0.02}  # per-block scales (double-quantized for 4-bit), as a fraction of the packed size
 
 
@@ -44,7 +47,14 @@ class DeviceProfile:
     activation_scale: float  # bytes kept per counted element, relative to the activation dtype's size
     logits_bytes: float  # bytes per element of one logits chunk (fp32 logits + their cast for the matmul)
     runtime_gib: float  # CPU: interpreter + libraries (RSS before the model loads); GPU: CUDA context
-    allocator_slack: float  # reserved/retained beyond the tensors, as a fraction of them
+    allocator_slack: float  # GPU caching allocator: reserved beyond the tensors, as a fraction of them
+    retained_ratio: float = 0.0  # CPU allocator: freed activation blocks still resident, x the activations ...
+    retained_cap_gib: float = 0.0  # ... up to this much
+
+    def overhead(self, activations: float, allocated: float) -> float:
+        """Bytes besides the tensors: runtime, plus what the allocator holds beyond them."""
+        retained = min(self.retained_ratio * activations, self.retained_cap_gib * GIB)
+        return self.runtime_gib * GIB + self.allocator_slack * allocated + retained
 
 
 # Elements autograd keeps per decoder layer and token (Llama-style block, SDPA), counted with
@@ -56,17 +66,17 @@ class DeviceProfile:
 LORA_H, LORA_KV, LORA_I, FULL_H, FULL_KV, FULL_I = 5.0, 2.0, 3.0, 8.0, 2.0, 4.0
 DROPOUT_PER_INPUT = 1.75
 EDGE_LORA_H, EDGE_FULL_H = 1.25, 7.0
-# CPU: fp32 throughout, the counted tensors are what is kept, plus the glibc allocator's retention (fitted to
-# peak RSS). GPU (bf16 autocast): RMSNorm's fp32 upcasts and peft's fp32 adapter inputs keep ~1.5x the
-# 16-bit count (fitted to the H200 peaks in bench/RESULTS.md).
+# CPU: fp32 throughout; the peak RSS adds the process's baseline (0.35 GiB measured before the model loads) and
+# what the C allocator keeps resident of freed activation blocks: 1.2x the activations, at most 0.45 GiB
+# (fitted to the peak RSS of 13 runs, bench/memory/measured.json; every run within 11%).
+# GPU (bf16 autocast): RMSNorm's fp32 upcasts and peft's fp32 adapter inputs keep ~1.5x the 16-bit count
+# (fitted to the H200 peaks in bench/RESULTS.md); the CUDA context and ~7% caching-allocator slack come on top.
 PROFILES = {
-    "cpu": DeviceProfile(activation_scale=1.0, logits_bytes=4.0, runtime_gib=0.35, allocator_slack=0.0),
+    "cpu": DeviceProfile(activation_scale=1.0, logits_bytes=4.0, runtime_gib=0.35, allocator_slack=0.0,
+                         retained_ratio=1.2, retained_cap_gib=0.45),
     "cuda": DeviceProfile(activation_scale=1.5, logits_bytes=6.0, runtime_gib=0.6, allocator_slack=0.07),
 }
-try:  # the loss's chunk size per device (fp32 logits elements per chunk)
-    from ..losses import CHUNK_ELEMENTS as LOGITS_CHUNK
-except ImportError:  # pragma: no cover - an older losses module
-    LOGITS_CHUNK = {"cpu": 1 << 25, "cuda": 1 << 27}
+LOGITS_CHUNK = CHUNK_ELEMENTS  # the loss's chunk size per device (fp32 logits elements per chunk)
 CUDA_CONTEXT_GIB = PROFILES["cuda"].runtime_gib
 
 
@@ -154,8 +164,8 @@ class MemoryEstimate:
     def covers(self) -> str:
         """What the total is comparable with, in words."""
         if self.device_type == "cuda":
-            return "peak GPU memory of one device, CUDA context and allocator slack included"
-        return "peak RSS of the training process, its ~{:.2f} GiB runtime baseline included".format(self.overhead / GIB)
+            return "peak GPU memory of one device, CUDA context and allocator slack included as 'runtime'"
+        return "peak RSS of the training process, process baseline and allocator retention included as 'runtime'"
 
 
 @dataclass(frozen=True)
@@ -273,7 +283,7 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
         activations=_activation_bytes(cfg, shape, prof, mixed, tokens),
         logits=_logit_bytes(cfg, shape, prof, device_type, tokens),
         overhead=0.0, device_type=device_type)
-    est.overhead = prof.runtime_gib * GIB + prof.allocator_slack * est.allocated
+    est.overhead = prof.overhead(est.activations, est.allocated)
     return est
 
 
@@ -323,12 +333,3 @@ def device_memory(device: torch.device) -> DeviceMemory:
     total = _meminfo("MemTotal") or float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     available = _meminfo("MemAvailable") or total
     return DeviceMemory("host RAM", total, available + host_memory()["host_rss_gib"] * GIB)
-
-
-def __getattr__(name: str) -> Any:
-    """The banner and advice moved to ``memory_report``; old imports from here keep working."""
-    if name in ("estimate_lines", "checkpointing_needed", "suggestions"):
-        from . import memory_report
-
-        return getattr(memory_report, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

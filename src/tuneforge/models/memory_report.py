@@ -7,12 +7,12 @@ data set is estimated, and reported, as the rows that exist.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..config import TrainConfig
-from .memory import GIB, ModelShape, Sharding, device_memory, estimate, largest_batch, micro_batch_tokens
+from .memory import GIB, SAFETY_MARGIN, ModelShape, Sharding, device_memory, estimate, largest_batch, micro_batch_tokens
 
 # A change must save at least this share of the estimate to be worth suggesting.
 MIN_SAVING = 0.03
@@ -81,13 +81,24 @@ def _batch_note(cfg: TrainConfig, train_rows: int | None) -> list[str]:
             f"per_device_train_batch_size: {train_rows} says the same thing"]
 
 
+def worst_micro_batch_row(cfg: TrainConfig, device_type: str, lengths: Sequence[int]) -> int:
+    """Tokens per row of the largest micro-batch the data can form: its ``batch`` longest rows, padded to the
+    longest on a GPU; on CPU a padded batch runs as row groups trimmed to their own longest row
+    (``models.forward.length_groups``), so about the mean of those rows."""
+    top = sorted((int(x) for x in lengths), reverse=True)[: max(1, int(cfg.per_device_train_batch_size))]
+    return top[0] if device_type == "cuda" else -(-sum(top) // len(top))
+
+
 def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: str, *, total_params: int,
                    trainable_params: int, longest_row: int | None = None, train_rows: int | None = None,
-                   world: int = 1) -> tuple[list[str], dict[str, float]]:
+                   world: int = 1, train_lengths: Sequence[int] | None = None) -> tuple[list[str], dict[str, float]]:
     """The start banner's memory lines (a warning with suggestions when the run will not fit) and the
-    figures for the metrics log's start record."""
+    figures for the metrics log's start record. ``train_lengths`` (tokens per training row or pair) gives
+    the rows' count and the largest micro-batch better than ``longest_row`` and ``train_rows``."""
     if not isinstance(cfg.per_device_train_batch_size, int):  # 'auto' is resolved before the banner
         return ["  memory estimate: batch size not resolved yet"], {}
+    if train_lengths is not None and len(train_lengths):
+        train_rows, longest_row = len(train_lengths), worst_micro_batch_row(cfg, device.type, train_lengths)
     try:
         shape = ModelShape.from_config(model.config)
     except (AttributeError, TypeError, ValueError):  # an architecture without the usual config fields
@@ -98,7 +109,7 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
     est = estimate(cfg, shape, device.type, mixed, total_params=total_params, trainable_params=trainable_params,
                    longest_row=longest_row, train_rows=train_rows, sharding=sharding)
     seqs, row = micro_batch_tokens(cfg, longest_row, train_rows)
-    rows_text = f"{seqs} x {row} tokens" + ("" if row == cfg.seq_length else f" (longest row; seq_length {cfg.seq_length})")
+    rows_text = f"{seqs} x {row} tokens" + ("" if row == cfg.seq_length else f" (the longest rows; seq_length {cfg.seq_length})")
     dev = device_memory(device)
     parts = est.parts_gib()
     names = {"overhead": "runtime"}
@@ -118,7 +129,8 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
 
 
 def checkpointing_needed(cfg: TrainConfig, record: dict[str, float]) -> bool:
-    """``gradient_checkpointing: auto``: on when the estimate without it exceeds the usable memory."""
+    """``gradient_checkpointing: auto``: on when the estimate without it exceeds the usable memory, less the
+    safety margin the planner keeps too (so a planned batch gets the checkpointing the plan states)."""
     if cfg.gradient_checkpointing != "auto" or not record:
         return False
-    return record["memory_estimate_total_gib"] > record["device_memory_usable_gib"]
+    return record["memory_estimate_total_gib"] > record["device_memory_usable_gib"] * (1 - SAFETY_MARGIN)

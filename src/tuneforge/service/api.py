@@ -7,7 +7,7 @@ import hmac
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
-from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Body, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -54,6 +54,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            why = (first.get("ctx") or {}).get("error", "")
+            return _error(400, f"body: not valid JSON ({why}).", "body")
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         return _error(400, f"{where or 'request'}: {first.get('msg', 'invalid request')}.", where or None)
 
@@ -122,6 +125,9 @@ def _task_routes(app: FastAPI, service: TaskService) -> None:
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+
+
+def _task_control_routes(app: FastAPI, service: TaskService) -> None:
     @app.post("/api/tasks/{task_id}/stop")
     def stop(task_id: int) -> dict:
         return service.stop(task_id)
@@ -205,6 +211,7 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
         _install_token_check(app, service.settings.token)
     _install_error_handlers(app)
     _task_routes(app, service)
+    _task_control_routes(app, service)
     _dataset_routes(app, service)
     try:
         from ..console import mount

@@ -33,6 +33,26 @@ def _check_port(host: str, port: int) -> None:
                                  "choose another --port or stop the other service.") from None
 
 
+def _lock_home(home: Path):
+    """One console per home: a second one would re-attach and finish the first one's tasks. The OS drops the
+    lock when the process ends in any way, so a killed console never blocks the next."""
+    import fcntl
+    import os
+
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "console.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise TuneforgeError(f"--home {home}: another tuneforge console (pid {holder}) is using it; stop it or "
+                             "choose another --home.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd  # kept open for the life of the process
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     token = args.token
     if not token and not is_loopback(args.host):
@@ -57,6 +77,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise TuneforgeError(f"--max-concurrent {args.max_concurrent}: must be >= 1.")
     settings = settings_from_args(args)
+    home_lock = _lock_home(settings.home)  # noqa: F841  (held until the process exits)
     _check_port(settings.host, settings.port)
     app = create_app(settings)
     service = app.state.service

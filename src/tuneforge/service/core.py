@@ -151,9 +151,7 @@ class TaskService:
             raise BadRequest(str(exc), exc.key) from None
         try:
             cfg = from_dict({**raw, "output_dir": str(self.settings.runs_dir / "new-task")})
-        except ConfigError as exc:
-            raise BadRequest(str(exc), config_error_key(str(exc))) from None
-        except TuneforgeError as exc:
+        except TuneforgeError as exc:  # ConfigError, and the sharding checks' errors: the CLI's own messages
             raise BadRequest(str(exc), config_error_key(str(exc))) from None
         return {k: getattr(cfg, k) for k in raw}, cfg
 
@@ -178,15 +176,15 @@ class TaskService:
         if name is not None and not isinstance(name, str):
             raise BadRequest("name: expected a string.", "name")
         name = (name or "").strip()[:200] or f"{cfg.training_strategy}-{cfg.method} {Path(cfg.model).name}"
-        with self.store.lock:  # the worker must not see the task before its run directory is set
+        with self.store.transaction():  # the row appears with its run directory set, or not at all
             task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
                                              run_dir=f"pending-{uuid.uuid4().hex}", executor=self.executor.name,
                                              best_metric_name=cfg.metric_for_best_model, source="service")
             run_dir = self.settings.runs_dir / f"task-{task_id}"
             if run_dir.exists() or self.store.task_by_run_dir(str(run_dir)):
                 run_dir = run_dir.with_name(f"task-{task_id}-{uuid.uuid4().hex[:6]}")
-            init_run_dir(run_dir)  # marked as a tuneforge run before the service writes its own files there
             self.store.update_task(task_id, run_dir=str(run_dir), config={**values, "output_dir": str(run_dir)})
+        init_run_dir(run_dir)  # marked as a tuneforge run before the service writes its own files there
         self.notify()
         return self.get_task(task_id)
 
@@ -380,15 +378,15 @@ class TaskService:
         cfg = self._dataset_config(dataset_id, keys)
         try:
             return dataadapter.preview(cfg, n)
-        except TuneforgeError as exc:
-            raise BadRequest(str(exc), "file") from None
+        except TuneforgeError as exc:  # a bad row names the file; a model that cannot load names the key
+            raise BadRequest(str(exc), config_error_key(str(exc)) or "file") from None
 
     def dataset_stats(self, dataset_id: int, **keys: Any) -> dict[str, Any]:
         cfg = self._dataset_config(dataset_id, keys)
         try:
             return dataadapter.stats(cfg)
-        except TuneforgeError as exc:
-            raise BadRequest(str(exc), "file") from None
+        except TuneforgeError as exc:  # a bad row names the file; a model that cannot load names the key
+            raise BadRequest(str(exc), config_error_key(str(exc)) or "file") from None
 
     # -- models ------------------------------------------------------------------------------------------
 

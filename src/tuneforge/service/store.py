@@ -6,12 +6,13 @@ statement, so claiming a queued task is atomic: two workers never start the same
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
 
@@ -105,6 +106,18 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Statements in the block commit together or not at all (a kill in between leaves no half state)."""
+        with self.lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- generic helpers -------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
 def _terminate(signum, frame):  # noqa: ARG001
-    # Replaced by training's own handler once it installs one; until then a stop ends the process cleanly
-    # enough to record its exit code.
+    # Until the command installs its own handlers (at once, in tuneforge.cli.entry), a stop still ends the
+    # process through the code below that records the exit code.
     raise SystemExit(SIGTERM_EXIT)
 
 
@@ -45,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     sampler = ResourceSampler(os.getpid(), run_dir / RESOURCES_FILE, args.sample_interval).start()
     code = 1
     try:
-        from ..cli import main as cli_main
+        from ..cli import entry
 
-        code = cli_main(["train", str(run_dir / TASK_CONFIG_FILE), "--no-progress"], own_process=True)
+        # Exactly the console script `tuneforge train CONFIG --no-progress`: its signal handlers, messages, exit codes.
+        sys.argv = ["tuneforge", "train", str(run_dir / TASK_CONFIG_FILE), "--no-progress"]
+        entry()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:

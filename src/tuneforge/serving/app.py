@@ -26,6 +26,7 @@ from .loading import ServedModel
 from .responses import ApiError, EventStream, chat_sse, collect, completion_sse
 
 log = logging.getLogger("tuneforge.serving")
+MAX_PROMPTS = 64  # prompts in one /v1/completions request
 
 
 @dataclass
@@ -79,11 +80,12 @@ class ServerState:
 # -- request → jobs --------------------------------------------------------------------------------------
 
 
-def _max_tokens(state: ServerState, model: ServedModel, prompt_len: int, requested: int | None, default: int) -> int:
+def _max_tokens(model: ServedModel, prompt_len: int, requested: int | None, default: int, field: str) -> int:
+    """The answer's token budget; a prompt (plus requested answer) beyond the context is refused, naming it."""
     limit = model.context_limit
     if prompt_len >= limit:
         raise ApiError(400, f"This model's maximum context length is {limit} tokens; the prompt has {prompt_len} "
-                            "tokens, leaving none for the completion.", "messages", "context_length_exceeded")
+                            "tokens, leaving none for the completion.", field, "context_length_exceeded")
     if requested is not None and prompt_len + requested > limit:
         raise ApiError(400, f"This model's maximum context length is {limit} tokens; you requested "
                             f"{prompt_len + requested} tokens ({prompt_len} in the prompt, {requested} for the "
@@ -110,15 +112,18 @@ def chat_job(state: ServerState, body: protocol.ChatCompletionRequest, sink: Sin
         ids = inference.prompt_ids(model.tokenizer, model.source, messages)
     except TemplateMismatch as exc:
         raise ApiError(400, f"messages: {exc}", "messages") from None
-    max_tokens = _max_tokens(state, model, len(ids), body.requested_max_tokens(), state.settings.default_max_tokens)
+    max_tokens = _max_tokens(model, len(ids), body.requested_max_tokens(), state.settings.default_max_tokens, "messages")
     return Job(model, ids, body.sampling(max_tokens), sink)
 
 
 def completion_jobs(state: ServerState, body: protocol.CompletionRequest, sink: Sink) -> list[Job]:
     model = _check_request(state, body)
     vocab = len(model.tokenizer)
+    prompts = body.prompts()
+    if len(prompts) > MAX_PROMPTS:
+        raise ApiError(400, f"{len(prompts)} prompts in one request; at most {MAX_PROMPTS}.", "prompt")
     jobs = []
-    for i, prompt in enumerate(body.prompts()):
+    for i, prompt in enumerate(prompts):
         if isinstance(prompt, str):
             ids = list(model.tokenizer(prompt, add_special_tokens=True)["input_ids"])
         else:
@@ -128,7 +133,7 @@ def completion_jobs(state: ServerState, body: protocol.CompletionRequest, sink: 
         if not ids:
             raise ApiError(400, f"prompt {i} is empty.", "prompt")
         # the legacy completions API generates 16 tokens when max_tokens is not given
-        max_tokens = _max_tokens(state, model, len(ids), body.max_tokens, 16)
+        max_tokens = _max_tokens(model, len(ids), body.max_tokens, 16, "prompt")
         jobs.append(Job(model, ids, body.sampling(max_tokens), sink, first_index=i * body.n))
     return jobs
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
+import threading
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -54,6 +57,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int:
     import torch
     import uvicorn
@@ -61,6 +68,9 @@ def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int
     from .app import ServerSettings, create_app
     from .loading import TrustSettings, load_models
 
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service or `kill` stopping the server) ends it like Ctrl-C: graceful, exit code 0
+        signal.signal(signal.SIGTERM, _interrupt)
     sock = bind(args.host, args.port)
     device = torch.device(args.device) if args.device else None
     models = load_models(specs, trust=TrustSettings(args.trust_remote_code, args.allow_pickle_weights),
@@ -82,10 +92,35 @@ def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int
     return 0
 
 
+def task_run(task_id: int, home: str | None) -> str:
+    """``NAME=RUN_DIR`` of a succeeded task of the task service (``tuneforge console``), read from its database."""
+    from ..service.settings import default_home
+    from ..service.store import Store
+    from .loading import NAME_PATTERN
+
+    db = (Path(home).expanduser() if home else default_home()) / "tuneforge.db"
+    if not db.is_file():  # never create a database just to look into it
+        raise ConfigError(f"--task {task_id}: no task database at {db} (give --home, or set $TUNEFORGE_HOME).")
+    store = Store(db)
+    try:
+        task = store.get_task(task_id)
+    finally:
+        store.close()
+    if task is None:
+        raise ConfigError(f"--task {task_id}: no such task in {db}.")
+    if task["status"] != "succeeded":
+        raise ConfigError(f"--task {task_id}: the task is {task['status']}; only a succeeded task has a model to serve.")
+    name = task.get("name") or ""
+    return f"{name if NAME_PATTERN.match(name) else Path(task['run_dir']).name}={task['run_dir']}"
+
+
 def _cmd(args: argparse.Namespace) -> int:
     from .loading import parse_specs
 
-    specs = parse_specs(args.runs, args.name)
+    runs = list(args.runs) + [task_run(t, args.home) for t in args.task or []]
+    if not runs:
+        raise ConfigError("give at least one RUN directory (or --task ID).")
+    specs = parse_specs(runs, args.name)
     check_limits(args)
     key = api_key(args)
     if args.engine == "vllm":
@@ -106,7 +141,10 @@ def add_parser(subparsers) -> None:
                     "directories at /v1/chat/completions, /v1/completions and /v1/models. Runs whose adapters share "
                     "a base load it once. Each run's model id is its directory name (or NAME in NAME=PATH, or "
                     "--name). Chat prompts use the run's chat template and system_prompt, as in training.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run or model directory, optionally as NAME=PATH")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run or model directory, optionally as NAME=PATH")
+    p.add_argument("--task", type=int, action="append", metavar="ID",
+                   help="also serve the output of this succeeded task of the task service (repeatable)")
+    p.add_argument("--home", default=None, help="the task service's home for --task (default $TUNEFORGE_HOME or ~/.tuneforge)")
     p.add_argument("--name", action="append", help="model id for the RUN in the same position (repeat per RUN)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")

@@ -47,7 +47,10 @@ class Sink:
 
     def emit(self, event: Event) -> None:
         if not self._cancelled.is_set():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+            try:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+            except RuntimeError:  # the server's event loop is closed: nobody is left to read it
+                self._cancelled.set()
 
     def cancel(self) -> None:
         """The client is gone (or the request ended): the engine drops its sequences at the next step."""
@@ -275,11 +278,13 @@ class Engine:
     def _advance(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Pick each row's next token, hand out its text, and drop finished or cancelled rows."""
         keep: list[int] = []
+        greedy = logits.argmax(dim=-1).tolist()  # one device sync for every greedy row
         for i, row in enumerate(batch.rows):
             if row.job.sink.cancelled:
                 self.cancelled += 1
                 continue
-            token = next_token(logits[i], row.job.params, row.generator)
+            params = row.job.params
+            token = greedy[i] if params.greedy else next_token(logits[i], params, row.generator)
             row.generated += 1
             finish, delta = _step_text(row, token)
             if delta:

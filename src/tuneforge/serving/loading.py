@@ -10,6 +10,7 @@ server, never from a run directory's saved config: a run directory may come from
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -107,11 +108,9 @@ def parse_specs(runs: list[str], names: list[str] | None) -> list[RunSpec]:
 
 
 def resolve(spec: RunSpec, trust: TrustSettings) -> inference.ModelSource:
-    """The run's base, adapter and settings, with the code-executing options replaced by the user's."""
-    source = inference.resolve_source(spec.path)
-    source.run_config = {**source.run_config, "trust_remote_code": trust.trust_remote_code,
-                         "allow_pickle_weights": trust.allow_pickle_weights}
-    return source
+    """The run's base, adapter and settings; the code-executing options are the user's, whatever the run says."""
+    source = inference.resolve_source(spec.path, trust_remote_code=trust.trust_remote_code)
+    return dataclasses.replace(source, allow_pickle_weights=trust.allow_pickle_weights)
 
 
 def backbone_key(source: inference.ModelSource) -> str:
@@ -139,7 +138,7 @@ def _context_limit(model: nn.Module, tokenizer, override: int | None) -> int:
 
 
 def _load_base(source: inference.ModelSource, tokenizer, dtype_name: str, device: torch.device) -> nn.Module:
-    base_source = inference.ModelSource(source.base, None, source.tokenizer_from, source.run_config)
+    base_source = dataclasses.replace(source, adapter=None)
     # The same choice as `tuneforge generate`, so a greedy answer is the same from both.
     dtype = inference.pick_dtype(dtype_name, device)
     return inference.load_model(base_source, tokenizer, dtype=dtype, device=device)

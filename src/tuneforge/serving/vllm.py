@@ -54,7 +54,8 @@ def _merge_qlora(name: str, spec: RunSpec, source: inference.ModelSource, root: 
         say(f"{name}: using the merged model cached at {target}")
     else:
         say(f"{name}: QLoRA adapter; merging it into its 16-bit base for vLLM -> {target}")
-        merge(spec.path, str(target), say=say)
+        merge(spec.path, str(target), say=say, trust_remote_code=source.trust_remote_code,
+              allow_pickle_weights=source.allow_pickle_weights)
     return str(target)
 
 

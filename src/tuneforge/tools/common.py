@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..config import TrainConfig, load_config
 from ..data.formats import detect_format, read_rows
+from ..data.sources import data_sources, source_files
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="M", help="model whose tokenizer and chat template count (replaces model)")
 
 
-def _is_preference_file(path: str) -> bool:
-    for _line, row in read_rows(path):
+def _is_preference_file(train_data) -> bool:
+    """Whether the first row of ``train_data`` (a file, a shard directory, or the first of a mixed list)
+    is a prompt/chosen/rejected row."""
+    first = source_files(data_sources(train_data)[0].path)[0]
+    for _line, row in read_rows(first):
         return detect_format(row) == "preference"
     return False
 
@@ -41,8 +44,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         from ..config import load_raw
 
         strategy_given = strategy_given or "training_strategy" in load_raw(args.config)
-    if not strategy_given and cfg.training_strategy == "sft" and cfg.train_data and Path(cfg.train_data).is_file() \
-            and _is_preference_file(cfg.train_data):
+    if not strategy_given and cfg.training_strategy == "sft" and cfg.train_data and _is_preference_file(cfg.train_data):
         cfg = load_config(args.config, list(args.overrides or []), training_strategy="dpo", **extra)
     return cfg
 

@@ -332,17 +332,20 @@ class Checkpointer:
         self.enabled = not cfg.fsdp
         self.engine_owned = bool(cfg.deepspeed)
         self.best_dir = output_dir / BEST_DIR
+        self.recorded_best: int | None = None  # the step checkpoint-best/manifest.json was last written for
         self.last_saved: Path | None = None
         if not self.enabled and (cfg.save_steps > 0 or cfg.resume_from_checkpoint):
             say("warning: resumable checkpoints are not written with fsdp yet; save_steps is ignored "
                 "(deepspeed: zero2/zero3 writes them)")
 
     def __call__(self, loop: Any) -> None:
-        if loop.accelerator.is_main_process and loop.state.best_step == loop.state.global_step \
+        best = loop.state.best_step
+        if loop.accelerator.is_main_process and best is not None and best != self.recorded_best \
                 and (self.best_dir / WEIGHTS).is_file():
-            # The loop has just written a new best snapshot; its manifest says which step it holds.
+            # The loop has written a new best snapshot since the last step; its manifest says which step it holds.
             with writing(self.best_dir, dir_bytes(self.best_dir)):
-                write_best_manifest(self.best_dir, loop.state.global_step)
+                write_best_manifest(self.best_dir, best)
+            self.recorded_best = best
         faults.point("after_best_snapshot")
         stop = interrupts.requested()
         if self.enabled and (self.due(loop) or (stop is not None and self.cfg.save_steps >= 0)):
@@ -494,6 +497,7 @@ class Checkpointer:
         if carried.is_file():
             with writing(self.best_dir, carried.stat().st_size):
                 install_best(carried, self.best_dir, best)
+            self.recorded_best = best
             return
         self.say(f"warning: {path.name} holds no copy of the best model (step {best}); the best is tracked "
                  "again from the evaluations after the resume")
@@ -620,7 +624,9 @@ def _announce_changes(saved_config: Any, cfg: TrainConfig, say: Callable[[str], 
     if not isinstance(saved_config, dict):
         return
     current = json.loads(json.dumps(cfg.to_dict()))
-    quiet = set(FINGERPRINT_KEYS) | {"resume_from_checkpoint", "resume_ignore_config_changes", "overwrite_output_dir"}
+    quiet = set(FINGERPRINT_KEYS) | {"resume_from_checkpoint", "resume_ignore_config_changes", "overwrite_output_dir",
+                                     # resolved into the batch geometry, which the fingerprint compares
+                                     "per_device_train_batch_size", "gradient_accumulation_steps"}
     changed = [f"{k}: {saved_config[k]!r} -> {current[k]!r}" for k in current
                if k in saved_config and k not in quiet and saved_config[k] != current[k]]
     if changed:

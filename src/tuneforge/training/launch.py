@@ -116,7 +116,11 @@ def _agent_main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import parse_args, run
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # torchrun's own reports (a worker failed, a signal is passed on) repeat what the workers said: the launcher
+    # prints the first worker's message once instead. Its loggers carry their own levels, so set each one.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")] + \
+            ["torch.distributed.elastic"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(argv))
     except ChildFailedError as exc:

@@ -158,7 +158,7 @@ def adjust_precision(cfg: TrainConfig, precision):
     return precision
 
 
-def prepare_model_for_engine(cfg: TrainConfig, accelerator, model: nn.Module, module: nn.Module) -> None:
+def prepare_model_for_engine(cfg: TrainConfig, accelerator, model: nn.Module, loss_module: nn.Module) -> None:
     """Per-engine adjustments between loading the model and ``accelerator.prepare``."""
     from ..models.forward import base_causal_lm
 
@@ -182,11 +182,11 @@ def prepare_model_for_engine(cfg: TrainConfig, accelerator, model: nn.Module, mo
         # ZeRO-3 must gather it for that module.
         head = base.get_output_embeddings()
         if head is not None:
-            deepspeed.zero.register_external_parameter(module, head.weight)
+            deepspeed.zero.register_external_parameter(loss_module, head.weight)
 
 
 @contextlib.contextmanager
-def full_parameters(accelerator, module: nn.Module, params: list[nn.Parameter], *,
+def full_parameters(accelerator, loss_module: nn.Module, params: list[nn.Parameter], *,
                     from_rank0: bool = False) -> Iterator[None]:
     """Within this block the (possibly sharded) parameters are whole on every process; with ``from_rank0``
     the values rank 0 holds at the end of the block become every process's (a snapshot restored by rank 0).
@@ -194,7 +194,7 @@ def full_parameters(accelerator, module: nn.Module, params: list[nn.Parameter], 
     if is_fsdp(accelerator) and accelerator.num_processes > 1:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-        with FSDP.summon_full_params(module, writeback=from_rank0, with_grads=False):
+        with FSDP.summon_full_params(loss_module, writeback=from_rank0, with_grads=False):
             yield
             if from_rank0:
                 _broadcast(params)
@@ -219,14 +219,14 @@ def _broadcast(params: list[nn.Parameter]) -> None:
                 dist.broadcast(p.data, src=0)
 
 
-def gathered_state_dict(accelerator, module: nn.Module) -> dict[str, torch.Tensor] | None:
+def gathered_state_dict(accelerator, loss_module: nn.Module) -> dict[str, torch.Tensor] | None:
     """The full state dict of the wrapped HF model when parameters are sharded (FSDP, ZeRO-3), else None.
 
     Collective: every process calls it; only rank 0 gets the tensors (others get an empty dict or a copy).
     """
     if not shards_parameters(accelerator):
         return None
-    state = accelerator.get_state_dict(module)
+    state = accelerator.get_state_dict(loss_module)
     prefix = "model."
     return {k[len(prefix):]: v for k, v in (state or {}).items() if k.startswith(prefix)}
 

@@ -170,20 +170,20 @@ class Run:
     def _build_model(self) -> None:
         cfg, acc = self.cfg, self.accelerator
         self.model, self.base_name = prepare_model(cfg, self.tokenizer, self.device, self.precision, self.out)
-        self.module = CausalLMLoss(self.model)
-        prepare_model_for_engine(cfg, acc, self.model, self.module)
+        self.loss_module = CausalLMLoss(self.model)
+        prepare_model_for_engine(cfg, acc, self.model, self.loss_module)
         self.requested_batch = cfg.per_device_train_batch_size
         # What defines the run as requested ('auto' stays 'auto'): the resume check compares the same form.
         self.fingerprint = ckpt.fingerprint(cfg, self.world)
         saved = self.plan.saved
         self.geometry = resolve_batch(cfg, saved.get("geometry") if saved else None, self._make_recipe,
-                                      self.module, self.device, self.world, self.say)
+                                      self.loss_module, self.device, self.world, self.say)
         self.cfg = apply_geometry(cfg, self.geometry)
         self.recipe = self._make_recipe(self.cfg)
         self.trainable, self.total = count_parameters(self.model)
 
     def _make_recipe(self, cfg: TrainConfig):
-        return self.strategy.make_recipe(cfg, self.data, self.tokenizer, self.module, self.accelerator)
+        return self.strategy.make_recipe(cfg, self.data, self.tokenizer, self.loss_module, self.accelerator)
 
     def _build_loop(self) -> None:
         cfg, acc, plan = self.cfg, self.accelerator, self.plan
@@ -196,7 +196,7 @@ class Run:
         if acc.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
             self.printer = progress_printer(bar=self.show_bar)
             progress = chain(self.reporter, self.printer)
-        self.loop = TrainingLoop(cfg, self.recipe, self.model, self.module, acc, self.out, self.log,
+        self.loop = TrainingLoop(cfg, self.recipe, self.model, self.loss_module, acc, self.out, self.log,
                                  progress=progress, on_step_end=self.checkpointer,
                                  shrink_on_oom=self.requested_batch == "auto", geometry=self.geometry)
         if plan.checkpoint is not None:
@@ -211,7 +211,7 @@ class Run:
         unwrapped = acc.unwrap_model(self.model)
         memory_lines, memory_record = estimate_lines(cfg, unwrapped, self.device, self.precision.mixed_precision,
                                                      total_params=self.total, trainable_params=self.trainable,
-                                                     longest_row=max(self.recipe.train_lengths, default=None))
+                                                     train_lengths=self.recipe.train_lengths, world=self.world)
         self.say("\n".join(memory_lines))
         if checkpointing_needed(cfg, memory_record):
             # Decided from the estimate above (made without checkpointing); results are unchanged, only memory.

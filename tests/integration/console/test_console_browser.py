@@ -54,17 +54,8 @@ def ensure_example_datasets(service) -> dict:
     return have
 
 
-def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
-    page, errors = page_factory()
-    base = live_service.url
-
-    # Empty state first: no task yet, a pointer to the gallery.
-    page.goto(base + "/")
-    page.wait_for_url(base + "/tasks")
-    assert "No tasks yet" in page.locator("#tasks-empty").inner_text()
-    shot(page, "01-tasks-empty")
-
-    # A bad file names the file, the line and the field.
+def upload_data(page, base: str, errors, shot, tmp_path: Path) -> None:
+    """A bad file is refused with file, line and field; the example files upload and show their histogram."""
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"instruction": "q", "output": "a"}\n{"instruction": "q2", "outptu": "a"}\n', encoding="utf-8")
     errors.allowed_urls.add("/api/datasets")  # the upload is answered 400 on purpose
@@ -76,7 +67,6 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     assert "broken.jsonl" in text and "line 2" in text and "output" in text, text
     shot(page, "02-upload-error")
 
-    # Upload the example data set: the page opens it with the token-length histogram.
     page.set_input_files("#file-input", str(EXAMPLES / "sft_train.jsonl"))
     page.wait_for_url(re.compile(r".*/datasets/\d+$"))
     page.locator("#recommended-seq").wait_for(timeout=60_000)
@@ -92,16 +82,17 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     page.set_input_files("#file-input", str(EXAMPLES / "sft_val.jsonl"))
     page.wait_for_url(re.compile(r".*/datasets/\d+$"))
 
-    # Gallery -> "Fine-tune" opens the form filled with the recommended hyperparameters.
+
+def fill_and_submit_form(page, base: str, errors, shot) -> int:
+    """Gallery -> "Fine-tune" -> the form: a bad value shows its inline error; a valid one is submitted."""
     page.goto(base + "/models")
     shot(page, "04-models")
     page.locator("section.model-card", has=page.locator("h2", has_text="builtin:toy")) \
         .get_by_role("link", name="Fine-tune (SFT, LoRA)").click()
     page.wait_for_url(re.compile(r".*/tasks/new\?.*model=builtin"))
-    assert page.input_value("#f-learning_rate") == "0.002"
+    assert page.input_value("#f-learning_rate") == "0.002"  # the gallery's recommendation for the toy
 
-    # A deliberately bad value: the API's message appears beside the key, as the CLI would print it.
-    errors.allowed_urls.add(VALIDATE)
+    errors.allowed_urls.add(VALIDATE)  # the API answers the bad value 400: that is the check
     page.fill("#f-learning_rate", "-1")
     field_error = page.locator("#e-learning_rate")
     field_error.wait_for(state="visible")
@@ -112,7 +103,8 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     page.fill("#f-learning_rate", "0.002")
     page.fill("#f-name", "first-toy")
     page.fill("#f-seq_length", "128")
-    val_path = next(d["path"] for d in live_service.service.list_datasets() if d["name"] == "sft_val.jsonl")
+    val_path = page.evaluate("[...document.querySelectorAll('#f-validation_data option')]"
+                             ".find(o => o.textContent.startsWith('sft_val.jsonl')).value")
     page.select_option("#f-validation_data", value=val_path)
     page.locator("details.advanced > summary").click()
     for key, value in SHORT_RUN.items():
@@ -127,9 +119,11 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     shot(page, "06-new-task")
     page.click("#submit-task")
     page.wait_for_url(re.compile(r".*/tasks/\d+$"))
-    task_id = int(page.url.rsplit("/", 1)[1])
+    return int(page.url.rsplit("/", 1)[1])
 
-    # Live charts: wait for loss points, then reload mid-run and find the same state again.
+
+def reload_and_drop_mid_run(page) -> None:
+    """Reload the monitoring page mid-run (same state again), then drop its event stream (it reopens)."""
     wait_for_loss_points(page, 2)
     before = {"loss": len(chart_points(page, "loss", "training loss")),
               "host": len(chart_points(page, "host", "task (RSS)"))}
@@ -137,38 +131,51 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     page.wait_for_function("window.tfLive && window.tfLive.loaded")
     assert len(chart_points(page, "loss", "training loss")) >= before["loss"]
     assert len(chart_points(page, "host", "task (RSS)")) >= before["host"]
-    # A dropped stream reopens from the position reached (checked below: every step once, none lost).
-    if page.evaluate("document.querySelector('#task-status .badge').textContent") == "running":
+    if status_of(page) == "running":
         seen = page.evaluate("window.tfLive.events")
         page.evaluate("window.tfLive.drop()")
         page.wait_for_function(f"window.tfLive.connected && window.tfLive.events > {seen} || "
                                "document.getElementById('live-state').textContent === 'finished'")
 
-    page.wait_for_function("['succeeded', 'failed', 'stopped', 'interrupted']"
-                           ".includes(document.querySelector('#task-status .badge').textContent)", timeout=120_000)
-    assert status_of(page) == "succeeded", page.locator("#task-error").inner_text()
-    page.wait_for_function("document.getElementById('live-state').textContent === 'finished'")
-    rows = live_service.service.metrics(task_id)
+
+def check_finished_charts(page, rows: list[dict]) -> None:
+    """The charts hold exactly what metrics.jsonl holds (every logged step once) and memory samples."""
     want_loss = sorted({r["step"] for r in rows if r.get("loss") is not None})
     want_eval = sorted({r["step"] for r in rows if r.get("eval_loss") is not None})
     page.wait_for_function(f"TF.charts.loss.seriesPoints('training loss').length >= {len(want_loss)}")
-    loss = chart_points(page, "loss", "training loss")
-    assert [x for x, _ in loss] == want_loss  # every logged step once: nothing lost, nothing doubled
+    assert [x for x, _ in chart_points(page, "loss", "training loss")] == want_loss
     assert [x for x, _ in chart_points(page, "loss", "eval loss")] == want_eval and want_eval
     data = drawn_data(page, "loss")
     assert data[0] == sorted(set(data[0])) and len([y for y in data[1] if y is not None]) == len(want_loss)
-    host = drawn_data(page, "host")
-    assert len(host[0]) >= 2 and all(isinstance(y, (int, float)) and y > 0 for y in host[1] if y is not None)
-    assert any(isinstance(y, (int, float)) and y > max(v for v in host[1] if v is not None) for y in host[3])  # total above
+    host = drawn_data(page, "host")  # [elapsed s, task RSS, all processes, host total]
+    rss = [y for y in host[1] if y is not None]
+    assert len(host[0]) >= 2 and rss and all(y > 0 for y in rss)
+    assert min(y for y in host[3] if y is not None) > max(rss)  # the total line above the task's curve
     assert len(chart_points(page, "lr", "learning rate")) == len(want_loss)
     assert len(chart_points(page, "tps", "tokens/s")) > 0
     assert re.search(r"\d (MiB|GiB)$", page.locator("#stat-host").inner_text())
 
-    # The outputs: the finished adapter, downloadable.
-    page.reload()
-    page.wait_for_function("window.tfLive && window.tfLive.loaded")
+
+def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
+    page, errors = page_factory()
+    base = live_service.url
+    page.goto(base + "/")  # empty state first: no task yet, a pointer to the gallery
+    page.wait_for_url(base + "/tasks")
+    assert "No tasks yet" in page.locator("#tasks-empty").inner_text()
+    shot(page, "01-tasks-empty")
+
+    upload_data(page, base, errors, shot, tmp_path)
+    task_id = fill_and_submit_form(page, base, errors, shot)
+    reload_and_drop_mid_run(page)
+    page.wait_for_function("['succeeded', 'failed', 'stopped', 'interrupted']"
+                           ".includes(document.querySelector('#task-status .badge').textContent)", timeout=120_000)
+    assert status_of(page) == "succeeded", page.locator("#task-error").inner_text()
+    page.wait_for_function("document.getElementById('live-state').textContent === 'finished'")
+    check_finished_charts(page, live_service.service.metrics(task_id))
+
+    # The outputs, refreshed when the run ended: the finished adapter, downloadable.
     link = page.locator("#outputs a", has_text="adapter_model.safetensors")
-    assert link.count() == 1
+    link.wait_for()
     response = page.request.get(base + link.get_attribute("href"))
     assert response.status == 200 and len(response.body()) > 1000
     page.wait_for_timeout(300)  # let the charts draw before the screenshot
@@ -194,9 +201,17 @@ def test_stop_from_task_page_and_compare(live_service, page_factory, shot):
     page.goto(f"{base}/tasks/{long_task['id']}")
     wait_for_loss_points(page, 2)
     assert status_of(page) == "running"
+    # Drop the event stream mid-run: it reopens from the position reached and the chart goes on without a gap.
+    seen = len(chart_points(page, "loss", "training loss"))
+    page.evaluate("window.tfLive.drop()")
+    page.wait_for_function("window.tfLive.connected")
+    wait_for_loss_points(page, seen + 2)
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'stopped'", timeout=60_000)
     assert page.locator('[data-act="resume"]').is_enabled()
+    page.wait_for_function("document.getElementById('live-state').textContent === 'finished'")
+    want = sorted({r["step"] for r in service.metrics(long_task["id"]) if r.get("loss") is not None})
+    assert [x for x, _ in chart_points(page, "loss", "training loss")] == want  # every step once, none lost
     shot(page, "08-stopped")
 
     # The list: filter by status, select two tasks, compare.
@@ -240,3 +255,38 @@ def test_phone_width_and_keyboard(live_service, page_factory, shot):
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+
+
+def test_gpu_and_dpo_charts_of_an_imported_run(live_service, page_factory, shot):
+    """A run trained elsewhere (on a GPU, with DPO) shown from its files: the GPU chart draws each GPU's used and
+    total memory, and the DPO charts draw the reward margin, accuracy and chosen/rejected rewards. The files are
+    written here (this machine has no GPU); the check is what the page draws from them."""
+    import json
+
+    run = live_service.service.settings.runs_dir / "gpu-dpo-run"
+    run.mkdir(parents=True)
+    t0 = 1_800_000_000.0
+    metrics = [{"step": s, "loss": 0.69 - 0.02 * s, "learning_rate": 1e-5, "tokens_per_second": 900.0 + s,
+                "rewards/margins": 0.05 * s, "rewards/accuracies": min(1.0, 0.5 + 0.05 * s),
+                "rewards/chosen": 0.03 * s, "rewards/rejected": -0.02 * s, "time": t0 + s} for s in range(1, 9)]
+    metrics.append({"step": 8, "eval_loss": 0.55, "eval_rewards/margins": 0.3, "eval_rewards/accuracies": 0.75,
+                    "eval_rewards/chosen": 0.2, "eval_rewards/rejected": -0.1, "time": t0 + 9})
+    resources = [{"time": t0 + i, "host_rss_gib": 3.0 + 0.1 * i, "host_total_gib": 128.0, "host_available_gib": 100.0,
+                  "gpu0_used_gib": 40.0 + i, "gpu0_total_gib": 139.8, "gpu0_util": 95.0} for i in range(10)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    (run / "resources.jsonl").write_text("".join(json.dumps(r) + "\n" for r in resources))
+    (run / "tuneforge_config.yaml").write_text("training_strategy: dpo\nmodel: builtin:toy\nlora_dim: 32\n")
+    task = live_service.service.import_run(run, name="gpu-dpo-import")
+
+    page, _ = page_factory()
+    page.goto(f"{live_service.url}/tasks/{task['id']}")
+    page.wait_for_function("window.tfLive && window.tfLive.loaded")
+    page.wait_for_function("TF.charts.gpu.u !== null && TF.charts.rewards.u !== null")
+    assert [y for _, y in chart_points(page, "gpu", "GPU 0 used")] == [40.0 + i for i in range(10)]
+    assert {y for _, y in chart_points(page, "gpu", "GPU 0 total")} == {139.8}
+    assert [y for _, y in chart_points(page, "margins", "margin")] == [0.05 * s for s in range(1, 9)]
+    assert chart_points(page, "margins", "eval margin") == [[8, 0.3]]
+    assert chart_points(page, "accuracies", "eval accuracy") == [[8, 75.0]]  # drawn in %
+    assert len(chart_points(page, "rewards", "rejected")) == 8
+    assert page.locator("#stat-gpu").inner_text().endswith("GiB")
+    shot(page, "11-imported-gpu-dpo")

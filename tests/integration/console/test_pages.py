@@ -2,6 +2,7 @@
 HTML, unknown ids give an error page rather than a traceback, and downloads stay inside the run directory."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,36 @@ def test_empty_states(tmp_path):
     with TestClient(create_app(Settings(home=tmp_path), start_worker=False)) as c:
         assert "No tasks yet" in c.get("/tasks").text
         assert "No data sets yet" in c.get("/datasets").text
+        assert "Add the example data sets" in c.get("/datasets").text
+        res = c.post("/datasets/examples", follow_redirects=False)
+        assert res.status_code == 303
+        names = sorted(d["name"] for d in c.get("/api/datasets").json())
+        assert names == ["dpo_train.jsonl", "dpo_val.jsonl", "sft_train.jsonl", "sft_val.jsonl"]
+        c.post("/datasets/examples")  # twice: nothing added twice
+        datasets = {d["name"]: d["path"] for d in c.get("/api/datasets").json()}
+        assert len(datasets) == 4
+        # "Fine-tune" then opens with the strategy's training file and its validation partner chosen
+        html = c.get("/tasks/new?model=builtin:toy&strategy=dpo&method=lora").text
+        assert re.search(f'<option value="{re.escape(datasets["dpo_train.jsonl"])}"[^>]* selected>', html)
+        assert f'<option value="{datasets["dpo_val.jsonl"]}" selected>' in html
         assert "No tasks yet" in c.get("/compare").text
         assert c.get("/", follow_redirects=False).headers["location"] == "/tasks"
 
 
 @pytest.mark.parametrize("path", ["/tasks", "/models", "/datasets", "/tasks/new", "/compare",
-                                  "/tasks/new?model=builtin:toy&strategy=dpo&method=qlora4"])
+                                  "/tasks/new?model=builtin:toy&strategy=dpo&method=qlora4",
+                                  "/tasks/new?model=nosuch&strategy=ppo&method=lora9", "/tasks?status=running"])
 def test_pages_render(client, dataset, path):
     res = client.get(path)
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/html")
     assert "<main" in res.text and "/static/console.css" in res.text
+
+
+def test_mistyped_link_still_opens_a_usable_form(client, dataset):
+    html = client.get("/tasks/new?model=nosuch&strategy=ppo&method=lora9").text
+    assert 'value="sft" data-key="training_strategy" checked' in html
+    assert 'value="nosuch"' in html  # the model as given: the form's validation names the problem
 
 
 def test_new_task_form_has_every_guide_key_with_advice(client, dataset):

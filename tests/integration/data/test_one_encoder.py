@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tuneforge.cli import main
 from tuneforge.config import from_dict
 from tuneforge.data.split import prepare_data
@@ -43,9 +41,9 @@ def test_long_dpo_pairs_preview_equals_training(tmp_path, write_jsonl, toy_token
 
 
 def test_long_sft_rows_preview_and_stats_equal_training(tmp_path, write_jsonl, toy_tokenizer, capsys):
-    rows = [{"messages": [{"role": "user", "content": LONG[-200:]}, {"role": "assistant", "content": "answer " * 80}]},
+    rows = [{"messages": [{"role": "user", "content": LONG[-200:]}, {"role": "assistant", "content": "answer " * 200}]},
             {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello " * 5},
-                          {"role": "user", "content": "more"}, {"role": "assistant", "content": "sure " * 60}]}]
+                          {"role": "user", "content": "more"}, {"role": "assistant", "content": "sure " * 200}]}]
     path = write_jsonl(tmp_path / "rows.jsonl", rows)
     shown = _preview(capsys, path, "seq_length=200")
     train = prepare_data(from_dict({"train_data": str(path), "seq_length": 200}), toy_tokenizer).train

@@ -40,18 +40,22 @@ def _saved_eval(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """An SFT LoRA run (with eval_after_training) and a DPO LoRA run, each overfitting a few rows."""
+    """An SFT LoRA run (with eval_after_training), a DPO LoRA run and a full SFT run, each overfitting a few rows."""
     root = tmp_path_factory.mktemp("eval-runs")
     sft_data, dpo_data = _write(root / "sft.jsonl", SFT_ROWS), _write(root / "dpo.jsonl", DPO_ROWS)
     common = dict(lora_dim=8, seq_length=128, warmup_ratio=0.0, lr_scheduler_type="constant", eval_steps=0,
                   logging_steps=4, save_steps=-1, data_cache_dir=str(root / "cache"))
-    tuneforge.train(dict(common, train_data=sft_data, validation_data=sft_data, output_dir=str(root / "sft"),
-                         max_steps=8, learning_rate=5e-3, per_device_train_batch_size=4, eval_after_training=True),
-                    progress=False)
+    # eval_after_training through both command layers: the CLI (SFT) and the Python API (DPO)
+    sft_keys = dict(common, train_data=sft_data, validation_data=sft_data, output_dir=str(root / "sft"), max_steps=8,
+                    learning_rate=5e-3, per_device_train_batch_size=4, eval_after_training=True)
+    assert main(["train", "--no-progress"] + [f"{k}={v}" for k, v in sft_keys.items()]) == 0
     tuneforge.train(dict(common, training_strategy="dpo", train_data=dpo_data, validation_data=dpo_data,
-                         output_dir=str(root / "dpo"), max_steps=4, learning_rate=5e-3, per_device_train_batch_size=3),
-                    progress=False)
-    return {"root": root, "sft": root / "sft", "dpo": root / "dpo", "sft_data": sft_data, "dpo_data": dpo_data}
+                         output_dir=str(root / "dpo"), max_steps=4, learning_rate=5e-3, per_device_train_batch_size=3,
+                         eval_after_training=True), progress=False)
+    tuneforge.train(dict(common, train_data=sft_data, validation_data=sft_data, output_dir=str(root / "full"),
+                         lora_dim=0, max_steps=6, learning_rate=1e-3, per_device_train_batch_size=8), progress=False)
+    return {"root": root, "sft": root / "sft", "dpo": root / "dpo", "full": root / "full", "sft_data": sft_data,
+            "dpo_data": dpo_data}
 
 
 def test_teacher_forced_eval_equals_logged_eval_loss(runs):
@@ -106,9 +110,25 @@ def test_bad_data_exits_2_naming_file_line_field(runs, capsys):
     assert not (runs["sft"] / "eval" / "bad").exists()
 
 
-def test_eval_after_training_wrote_generation_metrics(runs):
-    target = runs["sft"] / "eval" / "validation"
+@pytest.mark.parametrize("run, rows", [("sft", len(SFT_ROWS)), ("dpo", len(DPO_ROWS))])
+def test_eval_after_training_wrote_generation_metrics(runs, run, rows):
+    target = runs[run] / "eval" / "validation"
     results = json.loads((target / "eval_results.json").read_text(encoding="utf-8"))
     assert set(results["metrics"]["tuned"]) == {"exact_match", "bleu", "rouge_l", "chrf"}
-    assert results["counts"]["rows"] == len(SFT_ROWS)
-    assert len((target / "predictions.jsonl").read_text(encoding="utf-8").splitlines()) == len(SFT_ROWS)
+    assert results["counts"]["rows"] == rows and results["model"]["run"]
+    predictions = [json.loads(line) for line in (target / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(predictions) == rows and all("prediction" in p and "reference" in p for p in predictions)
+    assert (runs[run] / "metrics.jsonl").is_file()  # beside the run's own metrics
+
+
+def test_compare_base_of_a_full_run_loads_its_starting_model(runs, tmp_path):
+    # Full fine-tuning memorises the rows quickly: the answers themselves get closer to the references.
+    outcome = run_eval(EvalOptions(model=str(runs["full"]), data=runs["sft_data"], compare_base=True,
+                                   max_new_tokens=12, output=str(tmp_path / "out")))
+    tuned, base = outcome.results["metrics"]["tuned"], outcome.results["metrics"]["base"]
+    assert outcome.results["model"]["method"] == "full"
+    assert tuned["eval_loss"] < base["eval_loss"] - 1.0
+    assert tuned["chrf"] > base["chrf"] + 5 and tuned["rouge_l"] > base["rouge_l"]
+    assert outcome.output_dir == tmp_path / "out" and (tmp_path / "out" / "predictions.jsonl").is_file()
+    # the same directory again is refused: results are never overwritten
+    assert main(["eval", str(runs["full"]), "--data", runs["sft_data"], "--output", str(tmp_path / "out")]) == 2

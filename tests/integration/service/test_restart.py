@@ -23,7 +23,7 @@ def _losses(run_dir: Path) -> list:
 
 
 def test_sigkilled_service_loses_no_task_and_resume_is_exact(start_service, toy_data, toy_config, tmp_path):
-    config = toy_config(toy_data["good"], max_steps=40, save_steps=5, logging_steps=2, lora_dropout=0.1,
+    config = toy_config(toy_data["good"], max_steps=20, save_steps=5, logging_steps=2, lora_dropout=0.1,
                         learning_rate=1e-2)
     first = start_service()
     task = first.submit(config, "long")

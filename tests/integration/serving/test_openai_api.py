@@ -217,10 +217,10 @@ def test_a_disconnecting_client_frees_its_slot(server, client):
 
 def test_a_slow_first_token_still_gives_the_whole_answer(client, monkeypatch):
     """The wait for events wakes up often to check for a departed client; waking up must lose nothing."""
-    from tuneforge.serving import app
+    from tuneforge.serving import responses
 
     expected = _greedy(client, "chef", max_tokens=12)
-    monkeypatch.setattr(app, "DISCONNECT_POLL_S", 0.0005)  # every wait times out at least once
+    monkeypatch.setattr(responses, "DISCONNECT_POLL_S", 0.0005)  # every wait times out at least once
     response = _chat(client, "chef", temperature=0, max_tokens=12)
     assert response.choices[0].message.content == expected and response.usage.completion_tokens == 12
 

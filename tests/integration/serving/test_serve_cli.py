@@ -39,8 +39,8 @@ def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, 
     return proc, found[0]
 
 
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
     try:
         return proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -94,3 +94,27 @@ def test_bad_arguments_exit_2_with_one_line(served_runs, capsys, argv, message):
     assert main(["serve", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_runs_saved_trust_remote_code_is_not_obeyed(tmp_path, capsys):
+    """A run directory may come from anyone: its config cannot switch on model code; only the flag can."""
+    from .conftest import make_lora_run
+
+    run = make_lora_run(tmp_path / "foreign", seed=9, trust_remote_code=True)
+    assert main(["serve", str(run), "--port", "0"]) == 2
+    assert "--trust-remote-code" in capsys.readouterr().err
+
+
+def test_a_task_of_the_task_service_is_found_by_id(served_runs, tmp_path, capsys):
+    from tuneforge.service.store import Store
+    from tuneforge.serving.cli import task_run
+
+    store = Store(tmp_path / "tuneforge.db")
+    done = store.insert_task(name="cook-task", status="succeeded", config={}, run_dir=str(served_runs["cook"]))
+    running = store.insert_task(name="busy", status="running", config={}, run_dir=str(tmp_path / "busy"))
+    store.close()
+    assert task_run(done, str(tmp_path)) == f"cook-task={served_runs['cook']}"
+    assert main(["serve", "--task", str(running), "--home", str(tmp_path)]) == 2
+    assert "the task is running" in capsys.readouterr().err
+    assert main(["serve", "--task", "99", "--home", str(tmp_path / "nowhere")]) == 2
+    assert "no task database" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()

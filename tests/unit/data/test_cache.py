@@ -154,3 +154,13 @@ def test_manifest_records_the_key_inputs(tmp_path, write_jsonl, toy_tokenizer):
                 "system_prompt", "truncation", "on_bad_rows", "encoder_version"):
         assert key in inputs
     assert inputs["system_prompt"] == "S" and list(inputs["files"]) == [str(path)]
+
+
+def test_unwritable_cache_dir_is_a_config_error(tmp_path, write_jsonl, toy_tokenizer):
+    from tuneforge.errors import ConfigError
+
+    path = write_jsonl(tmp_path / "d.jsonl", _rows(2))
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="data_cache_dir=.*cannot write"):
+        _open(path, toy_tokenizer, cache_dir=str(blocker / "cache"))

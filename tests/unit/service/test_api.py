@@ -85,6 +85,8 @@ def test_config_errors_name_the_key(open_client, allowed):
             r = open_client.post(path, json={"config": config})
             assert r.status_code == 400 and r.json()["key"] == key and key in r.json()["detail"], (path, r.text)
     assert open_client.post("/api/tasks", json={"confg": {}}).json()["key"] == "confg"
+    r = open_client.post("/api/tasks", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["key"] == "body" and "not valid JSON" in r.json()["detail"]
     assert open_client.post("/api/tasks", json={"config": {"train_data": data}, "gpus": 3}).json()["key"] == "gpus"
     assert open_client.get("/api/tasks").json() == []  # nothing entered the queue
 
@@ -127,3 +129,5 @@ def test_dataset_preview_and_stats_are_the_tools_results(open_client):
     bad = open_client.get(f"/api/datasets/{dataset['id']}/preview", params={"training_strategy": "dpo"})
     assert bad.status_code == 400 and "dpo" in bad.json()["detail"]
     assert open_client.get("/api/datasets/99/stats").status_code == 404
+    r = open_client.get(f"/api/datasets/{dataset['id']}/preview", params={"model": "builtin:nope"})
+    assert r.status_code == 400 and r.json()["key"] == "model"

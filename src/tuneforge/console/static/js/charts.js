@@ -98,6 +98,9 @@ TF.Chart.prototype.config = function () {
   const yAxis = { label: o.unit || "", size: 64, values: function (u, vals) { return vals.map(function (v) { return TF.sci(v); }); } };
   const xAxis = {
     label: o.xKind === "time" ? "elapsed time" : "optimizer step",
+    // Steps are whole numbers; elapsed time ticks at whole seconds and minutes.
+    incrs: o.xKind === "time" ? [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400]
+      : [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000, 100000],
     values: function (u, vals) { return vals.map(function (v) { return o.xKind === "time" ? TF.clock(v) : String(v); }); },
   };
   const scales = { x: { time: false } };

@@ -38,7 +38,7 @@ TF.num = function (x) { return typeof x === "number" && isFinite(x); };
 TF.gib = function (x) {
   if (!TF.num(x)) return "–";
   if (Math.abs(x) < 1) return (x * 1024).toFixed(0) + " MiB";
-  return x.toFixed(x >= 100 ? 0 : 2) + " GiB";
+  return x.toFixed(x >= 100 ? 1 : 2) + " GiB";
 };
 TF.bytes = function (n) {
   if (!TF.num(n)) return "–";
@@ -68,13 +68,8 @@ TF.fixed = function (x, digits) { return TF.num(x) ? x.toFixed(digits) : "–"; 
 TF.sci = function (x) { return TF.num(x) ? (Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : String(+x.toPrecision(4))) : "–"; };
 TF.pct = function (x) { return TF.num(x) ? (x * 100).toFixed(0) + " %" : "–"; };
 TF.rate = function (x) { return TF.num(x) ? (x >= 1000 ? (x / 1000).toFixed(2) + " k" : x.toFixed(0)) + " tokens/s" : "–"; };
-/** A timestamp (seconds since the epoch or an ISO string) as local date and time. */
-TF.when = function (t) {
-  if (t === null || t === undefined || t === "") return "–";
-  const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
-  if (isNaN(d.getTime())) return String(t);
-  return d.toLocaleString([], { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-};
+/** The service's UTC timestamps as "2026-11-29 05:10:02 UTC" (as the pages render them server-side). */
+TF.utc = function (t) { return t ? String(t).replace("T", " ").replace(/Z$/, "") + " UTC" : "–"; };
 TF.seconds = function (t) {
   if (t === null || t === undefined || t === "") return null;
   if (typeof t === "number") return t;

@@ -13,7 +13,7 @@
         '<td data-label="Format"><code>' + TF.esc(d.format || "–") + "</code>" + (d.training_strategy ? " · " + TF.esc(d.training_strategy.toUpperCase()) : "") + "</td>" +
         '<td data-label="Rows" class="num">' + (TF.num(d.rows) ? d.rows.toLocaleString() + " rows" : "–") + "</td>" +
         '<td data-label="Size" class="num">' + TF.bytes(d.size_bytes) + "</td>" +
-        '<td data-label="Uploaded">' + TF.esc(TF.when(d.created_at)) + "</td>" +
+        '<td data-label="Uploaded">' + TF.esc(TF.utc(d.created_at)) + "</td>" +
         '<td data-label=""><a href="/tasks/new?dataset=' + d.id + (d.training_strategy === "dpo" ? "&strategy=dpo" : "") + '">Train on it</a></td></tr>';
     }).join("");
   }

@@ -9,7 +9,7 @@
     "seq_length", "lora_dim", "lora_alpha", "dpo_beta", "load_in_4bit", "load_in_8bit", "apply_chat_template", "system_prompt"];
   const TOP = ["training_strategy", "model", "train_data", "validation_data", "validation_split"];
   const field = function (key) { return document.getElementById("f-" + key); };
-  let seq = 0, timer = null, lastConfig = null, lastOk = false;
+  let seq = 0, timer = null;
 
   /** The typed value of one control; text that is not a number is sent as typed (the API names the error). */
   function valueOf(el) {
@@ -74,9 +74,16 @@
     field("lora_alpha").disabled = m === "full";
   }
   function strategyChanged() {
-    const dpo = form.querySelector('input[name="training_strategy"]:checked').value === "dpo";
-    field("dpo_beta").disabled = !dpo;
-    field("dpo_beta").title = dpo ? "" : "DPO only: ignored for SFT";
+    const strategy = form.querySelector('input[name="training_strategy"]:checked').value;
+    field("dpo_beta").disabled = strategy !== "dpo";
+    field("dpo_beta").title = strategy === "dpo" ? "" : "DPO only: ignored for SFT";
+    // The data set's detected kind against the strategy: the config check cannot see this, training would fail.
+    const opt = field("train_data").selectedOptions[0];
+    const kind = opt && opt.dataset.strategy;
+    const warn = document.getElementById("w-train_data");
+    warn.hidden = !kind || kind === strategy;
+    warn.textContent = kind === "sft" ? "This data set has SFT rows; DPO needs (prompt, chosen, rejected) rows."
+      : "This data set has preference rows (prompt, chosen, rejected): train it with DPO.";
   }
 
   // -- errors, estimate, YAML --------------------------------------------------------------------------------
@@ -115,22 +122,24 @@
 
   function showEstimate(est) {
     const box = document.getElementById("estimate");
-    if (!est) { box.innerHTML = '<p class="muted">No estimate for this model (its architecture is not known without loading it).</p>'; return; }
+    if (!est) { box.innerHTML = '<p class="muted">No memory estimate for these settings (the architecture of this model is not known without loading it).</p>'; return; }
     box.innerHTML = TF.estimateHtml(est);
   }
+
+  /** A word for a POSIX shell: plain when safe, else in single quotes. */
+  function shellQuote(s) { return /^[A-Za-z0-9_.,:\/+-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\\''") + "'"; }
 
   function showYaml(cfg) {
     const name = document.getElementById("f-name").value.trim();
     document.getElementById("yaml-text").textContent = TF.yaml(cfg);
     document.getElementById("command-text").textContent =
-      "# train in this terminal\ntuneforge train task.yaml\n# or queue it on this service\ntuneforge tasks submit task.yaml" + (name ? " --name " + TF.yamlScalar(name) : "");
+      "# train in this terminal\ntuneforge train task.yaml\n# or queue it on this service\ntuneforge tasks submit task.yaml" + (name ? " --name " + shellQuote(name) : "");
   }
 
   async function validate() {
     const cfg = collect();
     const mine = ++seq;
     showYaml(cfg);
-    lastConfig = cfg;
     document.getElementById("validity").textContent = "Checking…";
     try {
       const body = { config: cfg };
@@ -139,14 +148,13 @@
       const res = await TF.api("POST", "/api/tasks/validate", body);
       if (mine !== seq) return;
       clearErrors();
-      lastOk = true;
       document.getElementById("validity").textContent = "Settings are valid.";
       showEstimate(res.estimate);
     } catch (err) {
       if (mine !== seq) return;
       clearErrors();
-      lastOk = false;
       showError(err);
+      document.getElementById("estimate").innerHTML = '<p class="muted">No estimate until the settings are valid.</p>';
     }
   }
   function schedule() { clearTimeout(timer); timer = setTimeout(validate, 300); }
@@ -154,7 +162,7 @@
   form.addEventListener("input", function (ev) {
     if (ev.target.name === "method") keysFromMethod(ev.target.value);
     if (["f-lora_dim", "f-load_in_4bit", "f-load_in_8bit"].indexOf(ev.target.id) >= 0) methodFromKeys();
-    if (ev.target.name === "training_strategy") strategyChanged();
+    if (ev.target.name === "training_strategy" || ev.target.id === "f-train_data") strategyChanged();
     schedule();
   });
   form.addEventListener("change", schedule);

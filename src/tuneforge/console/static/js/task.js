@@ -120,8 +120,8 @@
     document.getElementById("stat-rate").textContent = TF.rate(lastRate);
     document.getElementById("stat-gpu").textContent = TF.num(t.peak_gpu_gib) ? TF.gib(t.peak_gpu_gib) : "– (no GPU)";
     document.getElementById("stat-host").textContent = TF.gib(t.peak_host_gib);
-    document.getElementById("started-at").textContent = t.started_at || "–";
-    document.getElementById("finished-at").textContent = t.finished_at || "–";
+    document.getElementById("started-at").textContent = TF.utc(t.started_at);
+    document.getElementById("finished-at").textContent = TF.utc(t.finished_at);
     const err = document.getElementById("task-error");
     err.hidden = !t.error;
     err.textContent = t.error || "";
@@ -144,6 +144,26 @@
       if (btn.dataset.act === "resume") connect();
     } catch (e) { TF.notify(e.message, true); btn.disabled = false; }
   });
+
+  /** The outputs list as the server renders it now (the run just finished: its adapter is there). */
+  async function refreshOutputs() {
+    try {
+      const res = await fetch(window.location.pathname, { headers: { "Accept": "text/html" } });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      const fresh = doc.getElementById("outputs");
+      if (!fresh) return;
+      document.getElementById("outputs").replaceWith(fresh);
+      showSizes();
+      document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
+    } catch (e) { /* the list stays as it was; a reload shows the new one */ }
+  }
+
+  function showSizes() {
+    document.querySelectorAll("#outputs td[data-bytes]").forEach(function (td) {
+      if (td.dataset.bytes !== "") td.textContent = TF.bytes(Number(td.dataset.bytes));
+    });
+  }
 
   // -- loading and the live stream ---------------------------------------------------------------------------------
   function resetMetrics() {
@@ -200,6 +220,7 @@
       live.connected = false;
       setLive("finished");
       TF.api("GET", base).then(showTask).catch(function () {});
+      refreshOutputs();
     });
     source.onerror = function () {
       live.connected = false;
@@ -235,12 +256,16 @@
     setTimeout(connect, 500);
   };
 
-  document.getElementById("config-yaml").textContent = TF.yaml(task.config || {});
-  document.getElementById("copy-config").addEventListener("click", function () { TF.copy(TF.yaml(task.config || {})); });
+  // The config as submitted (paths resolved, output_dir = the run directory), or with every default filled in.
+  const defaults = JSON.parse(document.getElementById("config-defaults").textContent);
+  const allKeys = document.getElementById("all-keys");
+  function shownConfig() { return allKeys.checked ? Object.assign({}, defaults, task.config || {}) : (task.config || {}); }
+  function showConfig() { document.getElementById("config-yaml").textContent = TF.yaml(shownConfig()); }
+  allKeys.addEventListener("change", showConfig);
+  showConfig();
+  document.getElementById("copy-config").addEventListener("click", function () { TF.copy(TF.yaml(shownConfig())); });
   document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
-  document.querySelectorAll("#outputs td[data-bytes]").forEach(function (td) {
-    if (td.dataset.bytes !== "") td.textContent = TF.bytes(Number(td.dataset.bytes));
-  });
+  showSizes();
   showTask(task);
   setInterval(function () { showTask(task); }, 1000);  // elapsed time and ETA tick between events
   loadHistory().then(function () {
