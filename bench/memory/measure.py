@@ -50,7 +50,6 @@ CASES: dict[str, tuple[str, str, str, int, int, dict]] = {
     "small-sft-full-b16-s1024": ("small", "sft", "full", 16, 1024, {}),
     "small-sft-qlora4-b8-s1024": ("small", "sft", "qlora4", 8, 1024, {}),
     "small-dpo-lora-b4-s512": ("small", "dpo", "lora", 4, 512, {}),
-    "small-dpo-lora-b8-s1024": ("small", "dpo", "lora", 8, 1024, {}),
     "small-dpo-full-b4-s512": ("small", "dpo", "full", 4, 512, {}),
 }
 

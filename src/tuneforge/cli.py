@@ -73,7 +73,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if nproc > 1 or self_launch:
         from .training.launch import launch_processes
 
-        return launch_processes(args.config, args.overrides, nproc)
+        flags = ["--no-progress"] if args.no_progress else []
+        return launch_processes(args.config, list(args.overrides) + flags, nproc)
     summary = run_training(cfg, progress=not args.no_progress)
     _leave_process_group()
     if summary.run_evals and os.environ.get("RANK", "0") == "0":  # rank 0 speaks

@@ -71,7 +71,7 @@ class TrainConfig:
     validation_data: Optional[str] = config_key(None, "Validation data file (same formats). Alternative to validation_split.")
     validation_split: float = config_key(0.0, "Fraction of train_data held out for validation when validation_data is not given (0 = none).", lo=0.0, hi=0.5)
     output_dir: str = config_key("runs/tuneforge-run", "Where the adapter/model, tokenizer, resolved config, metrics.jsonl and checkpoints are written.")
-    overwrite_output_dir: bool = config_key(False, "Replace a finished run already in output_dir (otherwise refused, so no run is lost by accident).")
+    overwrite_output_dir: bool = config_key(False, "Start over in output_dir: remove what an earlier tuneforge run wrote there. Without it an unfinished run in output_dir is resumed and a finished one refused; a directory that is not a tuneforge run is always refused (docs/reliability.md).")
     # --- the service's hyperparameters ----------------------------------------------------------
     learning_rate: float = config_key(1e-4, "Peak learning rate of AdamW.", lo=0.0, hi=1.0, lo_open=True)
     num_train_epochs: float = config_key(3.0, "Passes over the training data (2-10 is the usual range for fine-tuning; stop when validation stops improving).", lo=0.0, lo_open=True, hi=1000)
@@ -121,7 +121,7 @@ class TrainConfig:
     on_bad_rows: Literal["error", "skip"] = config_key("error", "A malformed data row stops the run before training (error) or is dropped and counted (skip).")
     data_cache_dir: Optional[str] = config_key(None, "Directory of the tokenized data cache (default: $TUNEFORGE_DATA_CACHE, else ~/.cache/tuneforge/data). Rows are tokenized once per data content and encoding settings, then memory-mapped by every run and process; 'tuneforge cache ls|clear' manages it.")
     data_num_workers: Optional[int] = config_key(None, "Processes that tokenize the data when its cache entry is built (default: the CPU cores available). The result is identical for any number.", lo=1)
-    resume_from_checkpoint: Optional[str] = config_key(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Rerun the same command after a crash to continue exactly where the run stopped.")
+    resume_from_checkpoint: Optional[str] = config_key(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Unset, an unfinished run in output_dir is resumed too: rerun the same command after a crash or Ctrl-C to continue exactly where the run stopped.")
     resume_ignore_config_changes: bool = config_key(False, "Resume even when keys that define the run (model, lora_dim, seq_length, data, batch geometry ...) differ from the checkpoint's. The continued run is then not the same run.")
     max_consecutive_nonfinite_steps: int = config_key(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
     report_to: Literal["none", "tensorboard"] = config_key("none", "Extra metric sink besides metrics.jsonl.")

@@ -45,10 +45,13 @@ def save_config(cfg: TrainConfig, directory: Path, extra: dict | None = None) ->
     if extra:
         data["_run"] = extra
     path = directory / CONFIG_FILE
-    with writing(path):  # written last (it marks the run finished), through a temporary file
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with writing(path):  # written last (it marks the run finished), through a temporary file
+            tmp.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

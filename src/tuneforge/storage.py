@@ -59,7 +59,7 @@ def writing(path: str | Path, needed: int | None = None) -> Iterator[None]:
     except Exception as exc:  # SafetensorError is a plain Exception subclass
         if _out_of_space(exc):
             raise StorageError(space_message(Path(path), needed, exc)) from None
-        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
+        if isinstance(exc, OSError) and exc.errno is not None:  # read-only, permission, not a directory ...
             raise StorageError(f"cannot write {getattr(exc, 'filename', None) or path}: "
                                f"{os.strerror(exc.errno)}.") from None
         raise

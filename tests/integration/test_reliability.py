@@ -13,7 +13,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import tuneforge
 from tuneforge.cli import main
 from tuneforge.training import checkpoint as ck
 from tuneforge.training import faults, rundir

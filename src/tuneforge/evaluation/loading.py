@@ -8,6 +8,7 @@ base, as ``tuneforge generate`` and ``serve`` do, so its loss can differ slightl
 from __future__ import annotations
 
 import contextlib
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -106,19 +107,28 @@ class EvalModel:
         source = inference.ModelSource(base, adapter, self.source.tokenizer_from, self.source.run_config)
         return inference.load_model(source, self.tokenizer, dtype=self.dtype, device=self.device)
 
+    def check_has_base(self) -> None:
+        """--compare-base needs an adapter to disable or a run that names its starting model."""
+        if not self.is_adapter and not (self.is_run and self.settings.get("model")):
+            raise ConfigError(f"--compare-base: {self.name!r} is neither an adapter nor a run directory, so it has no "
+                              "base model to compare with.")
+
     @contextlib.contextmanager
     def base_model(self) -> Iterator[nn.Module]:
-        """The base: an adapter run's model with the adapter disabled, else the run's starting model."""
-        model = self.load_weights()
+        """The base: an adapter run's model with the adapter disabled, else the run's starting model (loaded
+        after the tuned weights are released, so two full models never share the memory)."""
+        self.check_has_base()
         if self.is_adapter:
+            model = self.load_weights()
             with model.disable_adapter():
                 yield model
             return
-        start = self.settings.get("model")
-        if not self.is_run or not start:
-            raise ConfigError(f"--compare-base: {self.name!r} is not a run directory, so it has no base model to compare.")
         if self._base is None:
-            self._base = self.load_other(start)
+            self.model = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._base = self.load_other(self.settings["model"])
         yield self._base
 
     def describe(self) -> dict[str, Any]:

@@ -227,6 +227,7 @@ def evaluate_prepared(model: EvalModel, prep: Prepared, plan: Plan, opts: EvalOp
     for variant, weights_context in _variants(model, opts.compare_base):
         with weights_context as weights:
             metrics[variant], answers[variant] = measure(model, weights, prep, plan, opts)
+        del weights, weights_context  # a full run's tuned weights are released before its base loads
         if plan.generation:
             scores = score_corpus(answers[variant], [it.reference for it in prep.items], plan.generation,
                                   rouge_tokenizer=opts.rouge_tokenizer, bleu_tokenize=opts.bleu_tokenize)
@@ -242,6 +243,8 @@ def evaluate_prepared(model: EvalModel, prep: Prepared, plan: Plan, opts: EvalOp
 
 def evaluate_model(opts: EvalOptions, plan: Plan) -> Outcome:
     model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype)
+    if opts.compare_base:
+        model.check_has_base()
     prep = prepare_data(model, opts, plan)  # bad data stops here, before any weights load
     if prep.strategy == "dpo" and plan.teacher:
         prep.reference, prep.reference_text = reference_logps(model, prep.cfg, prep.data)

@@ -147,14 +147,15 @@ def _gib(x: float) -> str:
     return f"{x:.1f}"
 
 
-def _fit_text(fit) -> str:
+def _fit_text(fit, device: str = "cuda") -> str:
     ck = "gradient_checkpointing: true" if fit.gradient_checkpointing else "no checkpointing"
     if fit.gradient_checkpointing:
         plain = fit.batch_size_without_checkpointing
         ck += f" (batch {plain} without)" if plain else " (needed: batch 1 does not fit without)"
     more = (f" (up to {fit.batch_size_with_checkpointing} with checkpointing)"
             if not fit.gradient_checkpointing and fit.batch_size_with_checkpointing > fit.batch_size else "")
-    where = "1 GPU" if fit.engine == "single" else f"{fit.gpus} GPUs with {_engine(fit.engine)}"
+    where = ("1 GPU" if device == "cuda" else "1 process") if fit.engine == "single" else \
+        f"{fit.gpus} GPUs with {_engine(fit.engine)}"
     return f"batch {fit.batch_size}{more}, {ck}, {where}"
 
 
@@ -166,21 +167,22 @@ def _engine(key: str) -> str:
 
 def print_plan(p) -> None:
     unit = "GPU" if p.device == "cuda" else "host"
-    print(f"plan: {p.model} ({p.source}, {p.parameters / 1e9:.2f}B parameters) | {p.strategy}, seq_length "
+    size = f"{p.parameters / 1e9:.2f}B" if p.parameters >= 1e9 else f"{p.parameters / 1e6:.1f}M"
+    print(f"plan: {p.model} ({p.source}, {size} parameters) | {p.strategy}, seq_length "
           f"{p.seq_length} | {p.gpus} x {p.gpu_memory_gib:g} GiB {unit}{', bf16' if p.device == 'cuda' else ', fp32'}")
     covers = "peak memory of one GPU: tensors + CUDA context + allocator slack" if p.device == "cuda" else \
         "peak RSS of the training process, runtime baseline included"
     from ..models.memory import SAFETY_MARGIN
 
     print(f"estimates: {covers}, in GiB, at the batch shown; planned to {100 * (1 - SAFETY_MARGIN):.0f}% of the "
-          f"memory ({p.gpu_memory_gib * (1 - SAFETY_MARGIN):.1f} GiB), as estimates came within ~11% of measured "
-          "peaks (docs/gallery.md)")
+          f"memory ({p.gpu_memory_gib * (1 - SAFETY_MARGIN):.1f} GiB): estimates came within "
+          + ("11% of measured GPU" if p.device == "cuda" else "16% of measured CPU") + " peaks (docs/gallery.md)")
     head = ("method", "fits", "total", "weights", "adapter+grad+optim", "activations", "logits", "runtime", "settings")
     rows = [head]
     for m in p.methods:
         est = m.fit.estimate if m.fit else m.minimum
         states = est.trainable + est.gradients + est.optimizer
-        settings = _fit_text(m.fit) if m.fit else "needs " + _gib(est.total / GIB) + " GiB at batch 1 with checkpointing"
+        settings = _fit_text(m.fit, p.device) if m.fit else "needs " + _gib(est.total / GIB) + " GiB at batch 1 with checkpointing"
         rows.append((m.method, "yes" if m.fits else "no", _gib(est.total / GIB), _gib(est.weights / GIB),
                      _gib(states / GIB), _gib(est.activations / GIB), _gib(est.logits / GIB), _gib(est.overhead / GIB),
                      settings))

@@ -184,7 +184,7 @@ def plan(model: str, gpu_memory_gib: float, gpus: int = 1, strategy: str = "sft"
     if seq_length < 8:
         raise ConfigError(f"seq_length={seq_length!r}: must be >= 8.")
     shape, name, source = model_shape(model)
-    budget = gpu_memory_gib * GIB * (1 - SAFETY_MARGIN)  # estimates are within ~11% of measured peaks
+    budget = gpu_memory_gib * GIB * (1 - SAFETY_MARGIN)  # estimates were within 11% of measured GPU peaks
     order = ("qlora4", "qlora8", "lora", "full")
     rows = [plan_method(shape, strategy, m, seq_length, budget, gpus, device) for m in order if m in methods]
     return Plan(name, source, shape.total_params(), strategy, seq_length, gpu_memory_gib, gpus, device, rows)

@@ -34,8 +34,8 @@ from ..config import TrainConfig
 from ..losses import CHUNK_ELEMENTS
 
 GIB = 1024 ** 3
-# Every measured peak was within about 11% of its estimate (docs/gallery.md): decisions made from an estimate
-# (the planner's batch sizes, gradient_checkpointing: auto) keep this share of the memory free.
+# Measured peaks were within 11% (GPU) and 16% (CPU) of their estimates (docs/gallery.md): decisions made from an
+# estimate (the planner's batch sizes, gradient_checkpointing: auto) keep this share of the memory free.
 SAFETY_MARGIN = 0.10
 QUANT_OVERHEAD = {4: 0.04, 8: 0.02}  # per-block scales (double-quantized for 4-bit), as a fraction of the packed size
 
@@ -50,6 +50,7 @@ class DeviceProfile:
     allocator_slack: float  # GPU caching allocator: reserved beyond the tensors, as a fraction of them
     retained_ratio: float = 0.0  # CPU allocator: freed activation blocks still resident, x the activations ...
     retained_cap_gib: float = 0.0  # ... up to this much
+    quantized_runtime_gib: float = 0.0  # more runtime when bitsandbytes runs the base (its CPU path)
 
     def overhead(self, activations: float, allocated: float) -> float:
         """Bytes besides the tensors: runtime, plus what the allocator holds beyond them."""
@@ -68,12 +69,13 @@ DROPOUT_PER_INPUT = 1.75
 EDGE_LORA_H, EDGE_FULL_H = 1.25, 7.0
 # CPU: fp32 throughout; the peak RSS adds the process's baseline (0.35 GiB measured before the model loads) and
 # what the C allocator keeps resident of freed activation blocks: 1.2x the activations, at most 0.45 GiB
-# (fitted to the peak RSS of 13 runs, bench/memory/measured.json; every run within 11%).
+# (fitted to the peak RSS of the runs in bench/memory/measured.json). A QLoRA run on CPU peaked 0.1-0.6 GiB
+# higher than the same LoRA run (bitsandbytes' CPU path; it saves the same activations): 0.3 GiB more runtime.
 # GPU (bf16 autocast): RMSNorm's fp32 upcasts and peft's fp32 adapter inputs keep ~1.5x the 16-bit count
 # (fitted to the H200 peaks in bench/RESULTS.md); the CUDA context and ~7% caching-allocator slack come on top.
 PROFILES = {
     "cpu": DeviceProfile(activation_scale=1.0, logits_bytes=4.0, runtime_gib=0.35, allocator_slack=0.0,
-                         retained_ratio=1.2, retained_cap_gib=0.45),
+                         retained_ratio=1.2, retained_cap_gib=0.45, quantized_runtime_gib=0.3),
     "cuda": DeviceProfile(activation_scale=1.5, logits_bytes=6.0, runtime_gib=0.6, allocator_slack=0.07),
 }
 LOGITS_CHUNK = CHUNK_ELEMENTS  # the loss's chunk size per device (fp32 logits elements per chunk)
@@ -284,6 +286,8 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
         logits=_logit_bytes(cfg, shape, prof, device_type, tokens),
         overhead=0.0, device_type=device_type)
     est.overhead = prof.overhead(est.activations, est.allocated)
+    if cfg.load_in_4bit or cfg.load_in_8bit:
+        est.overhead += prof.quantized_runtime_gib * GIB
     return est
 
 

@@ -16,6 +16,7 @@ from . import FINAL_STATUSES
 from .client import ServiceClient
 from .settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_home, is_loopback
 
+_HELD: list[int] = []  # descriptors of locks this process keeps for its lifetime
 PATH_KEYS = ("train_data", "validation_data", "model", "adapter_name_or_path", "deepspeed")
 
 
@@ -77,7 +78,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise TuneforgeError(f"--max-concurrent {args.max_concurrent}: must be >= 1.")
     settings = settings_from_args(args)
-    home_lock = _lock_home(settings.home)  # noqa: F841  (held until the process exits)
+    _HELD.append(_lock_home(settings.home))  # held until the process exits
     _check_port(settings.host, settings.port)
     app = create_app(settings)
     service = app.state.service

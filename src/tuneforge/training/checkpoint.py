@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..outputs import load_trainable, save_trainable
 from ..storage import dir_bytes, writing
 from . import faults, interrupts
+from .rundir import is_finished
 from .batch_fit import geometry_for
 
 PREFIX = "checkpoint-"
@@ -223,6 +224,8 @@ def read_state(path: Path) -> dict[str, Any]:
     train = state.get("train_state") if isinstance(state, dict) else None
     if not isinstance(train, dict) or type(train.get("global_step")) is not int:
         raise ValueError(f"{path / STATE}: no train_state")
+    if not all(v is None or type(v) in (int, float) for v in train.values()):
+        raise ValueError(f"{path / STATE}: train_state holds a value that is not a number")
     return state
 
 
@@ -560,8 +563,9 @@ def trim_metrics(path: Path, step: int) -> int:
             continue
         kept.append(line)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    tmp.replace(path)
+    with writing(path):
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        tmp.replace(path)
     return dropped
 
 
@@ -581,8 +585,6 @@ def plan_resume(cfg: TrainConfig, output_dir: Path, world_size: int, sharded: bo
 
     An unfinished run is resumed by default; only ``overwrite_output_dir`` starts it over.
     """
-    from .rundir import is_finished
-
     value = cfg.resume_from_checkpoint
     if is_finished(output_dir):
         if cfg.overwrite_output_dir:

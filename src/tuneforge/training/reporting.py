@@ -14,6 +14,7 @@ from typing import Any, Callable
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..plots import CURVES_FILE, plot_metrics_file
+from ..storage import writing
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -57,7 +58,8 @@ class RunReporter:
             self.plot()
 
     def plot(self) -> None:
-        plot_metrics_file(self.metrics_path, self.curves_path, self.title)
+        with writing(self.curves_path):
+            plot_metrics_file(self.metrics_path, self.curves_path, self.title)
         self._last_plot = time.monotonic()
 
     def finish(self) -> None:

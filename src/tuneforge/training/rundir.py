@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..storage import writing
 
 MARKER = ".tuneforge-run"
 LOCK = ".tuneforge-lock"
@@ -121,9 +122,10 @@ def claim(output_dir: str | Path) -> RunLock:
     """
     out = Path(output_dir)
     _refuse_foreign(out, "output_dir")
-    out.mkdir(parents=True, exist_ok=True)
     lock_path = out / LOCK
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    with writing(lock_path):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -137,10 +139,11 @@ def claim(output_dir: str | Path) -> RunLock:
     lock = RunLock(out, fd)
     try:
         _refuse_foreign(out, "output_dir")
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n").encode())
-        if not is_run_dir(out):
-            _write_marker(out)
+        with writing(out / MARKER):
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n").encode())
+            if not is_run_dir(out):
+                _write_marker(out)
     except BaseException:
         lock.release()
         raise

@@ -237,10 +237,12 @@ def test_stop_from_task_page_and_compare(live_service, page_factory, shot):
 
 
 def test_phone_width_and_keyboard(live_service, page_factory, shot):
-    ensure_example_datasets(live_service.service)
+    data = ensure_example_datasets(live_service.service)
     tasks = live_service.service.list_tasks()
     page, _ = page_factory(390, 844)
-    paths = ["/tasks", "/tasks/new", "/models", "/datasets"] + ([f"/tasks/{tasks[0]['id']}"] if tasks else [])
+    paths = ["/tasks", "/tasks/new", "/models", "/datasets", f"/datasets/{data['sft_train.jsonl']['id']}",
+             "/compare?ids=" + ",".join(str(t["id"]) for t in tasks[:2])]
+    paths += [f"/tasks/{tasks[0]['id']}"] if tasks else []
     for path in paths:
         started = time.monotonic()
         page.goto(live_service.url + path)
@@ -248,7 +250,7 @@ def test_phone_width_and_keyboard(live_service, page_factory, shot):
         assert time.monotonic() - started < 5  # a sanity bound, not a speed claim
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} is {overflow}px wider than a phone screen"
-        shot(page, "phone" + path.replace("/", "-"))
+        shot(page, "phone" + re.sub(r"[^a-z0-9]+", "-", path))
     # Keyboard: the first Tab reaches "Skip to content", Enter moves focus to the page's main content.
     page.goto(live_service.url + "/tasks/new")
     page.keyboard.press("Tab")

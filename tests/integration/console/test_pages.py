@@ -150,3 +150,16 @@ def test_config_rows_mark_differences():
     assert not by_key["lora_dim"]["differs"]  # 32 is the default the first task used without naming it
     assert by_key["lora_dim"]["cells"][0] == {"text": "32", "default": True}
     assert rows[0]["key"] == "learning_rate"  # differences first
+
+
+def test_pages_and_static_files_need_the_token_when_one_is_set(tmp_path):
+    from tuneforge.service.api import create_app
+    from tuneforge.service.settings import Settings
+
+    with TestClient(create_app(Settings(home=tmp_path, token="s3cret"), start_worker=False)) as c:
+        assert c.get("/tasks").status_code == 401
+        assert c.get("/static/console.css").status_code == 401
+        assert c.get("/tasks/1/files/train.log").status_code == 401
+        assert c.get("/tasks?token=s3cret").status_code == 200  # sets the cookie the browser then sends
+        assert c.get("/static/console.css").status_code == 200
+        assert "No tasks yet" in c.get("/tasks").text

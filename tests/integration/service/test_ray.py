@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ def ray_head():
         yield f"http://127.0.0.1:{dashboard}"
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow  # a Ray head start and stop plus a task: over a minute on 2 shared cores

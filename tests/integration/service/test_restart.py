@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +28,9 @@ def test_sigkilled_service_loses_no_task_and_resume_is_exact(start_service, toy_
     config = toy_config(toy_data["good"], max_steps=20, save_steps=5, logging_steps=2, lora_dropout=0.1,
                         learning_rate=1e-2)
     first = start_service()
+    other = subprocess.run([sys.executable, "-m", "tuneforge.cli", "console", "--home", str(first.home), "--port", "0"],
+                           capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "another tuneforge console" in other.stderr  # one console per home
     task = first.submit(config, "long")
     run_dir = Path(task["run_dir"])
     deadline = time.time() + 240

@@ -55,7 +55,7 @@ PROBE = textwrap.dedent("""
     tuneforge.train(cfg, progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     start = json.loads(open(cfg["output_dir"] + "/metrics.jsonl").readline())
-    print(json.dumps({"increase": peak - base, "estimate": start["memory_estimate_total_gib"]}))
+    print(json.dumps({"increase": peak - base, "peak": peak, "estimate": start["memory_estimate_total_gib"]}))
 """)
 
 
@@ -86,11 +86,12 @@ def mid_model(tmp_path_factory):
 @pytest.mark.parametrize("keys", [dict(lora_dim=0, per_device_train_batch_size=2),  # weights/grads/AdamW dominate
                                   dict(lora_dim=16, per_device_train_batch_size=4)],  # activations dominate
                          ids=["full", "lora"])
-def test_estimate_within_30_percent_of_measured_peak_rss(mid_model, tmp_path, keys):
+def test_estimate_within_20_percent_of_measured_peak_rss(mid_model, tmp_path, keys):
     cfg = dict(model=str(mid_model), train_data=str(mid_model / "data.jsonl"), output_dir=str(tmp_path / "run"),
                max_steps=2, seq_length=256, logging_steps=1, **keys)
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cfg)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    ratio = result["increase"] / result["estimate"]
-    assert 0.7 <= ratio <= 1.3, result
+    # the estimate covers the whole process (its runtime baseline included), like the peak RSS
+    ratio = result["peak"] / result["estimate"]
+    assert 0.8 <= ratio <= 1.2, result
