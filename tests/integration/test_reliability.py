@@ -38,17 +38,14 @@ def _args(keys, out, *extra):
     return ["train", *[f"{k}={v}" for k, v in keys.items()], f"output_dir={out}", "--no-progress", *extra]
 
 
-def _at_step(monkeypatch, step: int, action):
-    """Run ``action`` at the end of the given optimizer step (the checkpoint hook's fault point)."""
-    calls = {"n": 0}
+def _at_step(monkeypatch, target: int, action):
+    """Run ``action`` at the end of optimizer step ``target`` (the checkpoint hook's fault point)."""
     original = faults.point
 
-    def point(name):
-        original(name)
-        if name == "after_best_snapshot":
-            calls["n"] += 1
-            if calls["n"] == step:
-                action()
+    def point(name, step=None):
+        original(name, step)
+        if name == "after_best_snapshot" and step == target:
+            action()
 
     monkeypatch.setattr(faults, "point", point)
 

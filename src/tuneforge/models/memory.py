@@ -16,10 +16,11 @@ The estimate is the peak memory of one device during a training step, in parts (
   only one chunk of fp32 logits (plus its exp and gradient) exists at a time; a head whose logits are
   post-processed (Gemma 2's soft-capping) materialises every labelled position's logits instead.
 
-Activation coefficients (elements per layer and token) differ by device: the CPU's attention and fp32
-autograd keep more than a GPU's fused bf16 kernels. Both sets are fitted to peaks measured on this code and
-recorded with their source in ``bench/memory/measured.json``; tests/unit/models/test_memory_calibration.py
-holds every estimate within 20 % of its measured figure.
+The activation coefficients (elements per layer and token) are counts of the tensors autograd saves; a device
+profile scales them (bf16 on a GPU keeps some tensors in fp32) and adds what the runtime and the allocator hold.
+Counts and profiles are fitted to measurements recorded with their source in ``bench/memory/measured.json``;
+tests/unit/models/test_memory_calibration.py holds every estimate within 20 % of its measured figure, and
+``SAFETY_MARGIN`` is what decisions made from an estimate leave free.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import torch
 
 from ..config import TrainConfig
-from .memory import GIB, SAFETY_MARGIN, ModelShape, Sharding, device_memory, estimate, largest_batch, micro_batch_tokens
+from . import memory
+from .memory import GIB, SAFETY_MARGIN, ModelShape, Sharding, estimate, largest_batch, micro_batch_tokens
 
 # A change must save at least this share of the estimate to be worth suggesting.
 MIN_SAVING = 0.03
@@ -110,7 +111,7 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
                    longest_row=longest_row, train_rows=train_rows, sharding=sharding)
     seqs, row = micro_batch_tokens(cfg, longest_row, train_rows)
     rows_text = f"{seqs} x {row} tokens" + ("" if row == cfg.seq_length else f" (the longest rows; seq_length {cfg.seq_length})")
-    dev = device_memory(device)
+    dev = memory.device_memory(device)  # looked up on the module, so tests can stand in for the device
     parts = est.parts_gib()
     names = {"overhead": "runtime"}
     detail = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in parts.items() if k != "total" and v > 0)

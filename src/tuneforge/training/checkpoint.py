@@ -349,7 +349,7 @@ class Checkpointer:
             with writing(self.best_dir, dir_bytes(self.best_dir)):
                 write_best_manifest(self.best_dir, best)
             self.recorded_best = best
-        faults.point("after_best_snapshot")
+        faults.point("after_best_snapshot", loop.state.global_step)
         stop = interrupts.requested()
         if self.enabled and (self.due(loop) or (stop is not None and self.cfg.save_steps >= 0)):
             self.save(loop)
@@ -407,7 +407,7 @@ class Checkpointer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 self._write_main_files(loop, tmp)
-                faults.point("before_checkpoint_manifest")
+                faults.point("before_checkpoint_manifest", step)
                 write_manifest(tmp, step)
                 _swap_into_place(tmp, final)
                 self._rotate(loop)

@@ -216,7 +216,7 @@ class Run:
         if checkpointing_needed(cfg, memory_record):
             # Decided from the estimate above (made without checkpointing); results are unchanged, only memory.
             unwrapped.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            self.say("  gradient_checkpointing: auto -> on (the estimate exceeds the usable memory)")
+            self.say("  gradient_checkpointing: auto -> on (the estimate exceeds 90% of the usable memory)")
         elif cfg.gradient_checkpointing == "auto":
             self.say("  gradient_checkpointing: auto -> off (the estimate fits)")
         resumed = {}

@@ -60,7 +60,7 @@ class _Model:
 def test_plan_and_run_agree_on_checkpointing(plan_7b_24, monkeypatch):
     """The run's gradient_checkpointing: auto, given the plan's batch on the planned card, decides as the plan."""
     entry = get("qwen2.5-7b-instruct")
-    monkeypatch.setattr(memory_report, "device_memory", lambda device: memory.DeviceMemory("24 GiB GPU", 24 * GIB, 24 * GIB))
+    monkeypatch.setattr(memory, "device_memory", lambda device: memory.DeviceMemory("24 GiB GPU", 24 * GIB, 24 * GIB))
     shape = ModelShape.from_config(entry.hf_config())
     for m in plan_7b_24.methods:
         if not m.fits:

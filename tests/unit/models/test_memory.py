@@ -96,7 +96,7 @@ class _Model:
 
 
 def _lines(monkeypatch, cfg, usable, device="cpu", layers=2, **kw):
-    monkeypatch.setattr(memory_report, "device_memory", lambda device: memory.DeviceMemory("test device", usable, usable))
+    monkeypatch.setattr(memory, "device_memory", lambda device: memory.DeviceMemory("test device", usable, usable))
     shape = dataclasses.replace(SHAPE, layers=layers)
     trainable = shape.lora_params(8, cfg.lora_target_modules) if cfg.lora_dim else shape.total_params()
     total = shape.total_params() + (trainable if cfg.lora_dim else 0)
