@@ -11,6 +11,7 @@ from fastapi import Body, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from . import engine_imports
 from .core import BadRequest, ServiceError, TaskService, TooLarge
 from .events import parse_position, task_events
 from .settings import Settings
@@ -146,6 +147,24 @@ def _task_control_routes(app: FastAPI, service: TaskService) -> None:
         return service.delete(task_id, files)
 
 
+def _deployment_routes(app: FastAPI, service: TaskService) -> None:
+    @app.post("/api/tasks/{task_id}/deploy")
+    def deploy(task_id: int) -> dict:
+        return service.deployments.deploy(task_id)
+
+    @app.get("/api/tasks/{task_id}/deployment")
+    def deployment(task_id: int) -> dict:
+        return service.deployments.get(task_id)
+
+    @app.delete("/api/tasks/{task_id}/deployment")
+    def undeploy(task_id: int) -> dict:
+        return service.deployments.undeploy(task_id)
+
+    @app.post("/api/tasks/{task_id}/deployment/chat")
+    def chat(task_id: int, payload: Any = Body(...)) -> dict:
+        return service.deployments.chat(task_id, payload)
+
+
 def _read_upload(upload: UploadFile, limit_mb: float) -> bytes:
     limit = int(limit_mb * 1024 * 1024)
     data = upload.file.read(limit + 1)  # never more than the limit in memory
@@ -197,6 +216,7 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        engine_imports.ensure()  # before the first request: concurrent first imports of transformers race
         if start_worker:
             service.start()
         try:
@@ -212,6 +232,7 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
     _install_error_handlers(app)
     _task_routes(app, service)
     _task_control_routes(app, service)
+    _deployment_routes(app, service)
     _dataset_routes(app, service)
     try:
         from ..console import mount

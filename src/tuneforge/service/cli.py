@@ -243,6 +243,28 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    client = _client(args)
+    dep = client.post(f"/api/tasks/{args.id}/deploy")
+    print(f"task {args.id}: deploying as model {dep['model']} at {dep['url']} (log: {dep['log']})", flush=True)
+    deadline = time.monotonic() + args.timeout
+    while dep["status"] == "starting" and not args.no_wait and time.monotonic() < deadline:
+        time.sleep(1.0)
+        dep = client.get(f"/api/tasks/{args.id}/deployment")
+    print(f"task {args.id}: deployment {dep['status']}" + (f" ({dep['error']})" if dep.get("error") else ""))
+    if dep["status"] == "ready":
+        print(f"  chat: POST {dep['url']}/v1/chat/completions  (model {dep['model']!r})")
+    if dep["status"] in ("failed", "stopped"):
+        return 1
+    return 0 if dep["status"] == "ready" or args.no_wait else 1
+
+
+def _cmd_undeploy(args: argparse.Namespace) -> int:
+    dep = _client(args).request("DELETE", f"/api/tasks/{args.id}/deployment")
+    print(f"task {args.id}: deployment {dep['status']}")
+    return 0
+
+
 def _add_tasks(sub) -> None:
     p = sub.add_parser("tasks", help="submit, list, follow and control tasks of a running 'tuneforge console'",
                        description="Talk to a running task service (tuneforge console).")
@@ -275,6 +297,12 @@ def _add_tasks(sub) -> None:
         a = action(name, text, _cmd_control)
         a.add_argument("id", type=int)
         a.set_defaults(action=name)
+    a = action("deploy", "serve a finished task's model (tuneforge serve on a free loopback port)", _cmd_deploy)
+    a.add_argument("id", type=int)
+    a.add_argument("--no-wait", action="store_true", help="return at once instead of waiting until it is ready")
+    a.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it to be ready (default 300)")
+    a = action("undeploy", "stop a task's deployment (SIGTERM, then SIGKILL after 10 s)", _cmd_undeploy)
+    a.add_argument("id", type=int)
     a = action("import", "index a run directory trained from a terminal, so it is listed with its charts", _cmd_import)
     a.add_argument("run_dir")
     a.add_argument("--name", help="task name (default: the directory's name)")

@@ -17,6 +17,7 @@ from ..config import FIELDS, from_dict
 from ..errors import ConfigError, DataError, TuneforgeError
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter
+from .deploy import Deployments
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
 from .paths import PathPolicy, PathRefused
@@ -98,14 +99,17 @@ class TaskService:
         self.max_concurrent = settings.max_concurrent or max(1, self.gpus)
         self.changed = threading.Condition()  # notified whenever a task changes (event streams wait on it)
         self.worker = Worker(self)
+        self.deployments = Deployments(self)
 
     def start(self) -> "TaskService":
         self.worker.recover()
+        self.deployments.recover()
         self.worker.start()
         return self
 
     def close(self) -> None:
         self.worker.stop()
+        self.deployments.close()
         self.executor.close()
         self.store.close()
 
@@ -263,6 +267,7 @@ class TaskService:
         if files and self.settings.runs_dir not in run_dir.resolve().parents:
             raise Conflict(f"task {row['id']}: its run directory {run_dir} is not under {self.settings.runs_dir}; "
                            "the service never deletes files it did not create. Delete without files=true.")
+        self.deployments.forget(row["id"])  # its server would serve files about to go, under no task
         self.store.delete_task(row["id"])
         if not files:  # the directory stays: do not list it again as a run trained from a terminal
             self.store.ignore_run(str(run_dir))

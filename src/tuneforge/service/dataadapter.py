@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import TrainConfig
+from . import engine_imports
 
 
 def detect_strategy(path: str) -> tuple[str, str | None]:
@@ -25,6 +26,7 @@ def validate_rows(path: str, strategy: str) -> int:
 
 
 def _tokenizer(cfg: TrainConfig):
+    engine_imports.ensure()  # two first requests at once must not race inside transformers' lazy imports
     from ..models.load import load_tokenizer
 
     return load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -32,6 +34,7 @@ def _tokenizer(cfg: TrainConfig):
 
 def preview(cfg: TrainConfig, n: int) -> dict[str, Any]:
     """What ``tuneforge preview --json`` prints."""
+    engine_imports.ensure()
     from ..tools.preview import ROW_BUILDERS
 
     rows = ROW_BUILDERS[cfg.training_strategy](cfg, _tokenizer(cfg), n)
@@ -40,6 +43,7 @@ def preview(cfg: TrainConfig, n: int) -> dict[str, Any]:
 
 def stats(cfg: TrainConfig) -> dict[str, Any]:
     """What ``tuneforge stats --json`` prints."""
+    engine_imports.ensure()
     from ..tools.stats import collect
 
     return collect(cfg, _tokenizer(cfg))

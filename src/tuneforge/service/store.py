@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
 MIGRATIONS: list[str] = [
@@ -60,6 +60,22 @@ MIGRATIONS: list[str] = [
     """,
     # 2: run directories under runs/ whose task was deleted (kept on disk): the scan must not list them again
     "CREATE TABLE ignored_runs (run_dir TEXT PRIMARY KEY)",
+    # 3: a task's deployment (its `tuneforge serve` process): one row per task, replaced by a new deploy
+    """
+    CREATE TABLE deployments (
+        task_id INTEGER PRIMARY KEY,
+        status TEXT NOT NULL,
+        model TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        pid INTEGER,
+        proc_started REAL,
+        run_dir TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ready_at TEXT,
+        stopped_at TEXT,
+        error TEXT
+    )
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -197,3 +213,25 @@ class Store:
 
     def list_datasets(self) -> list[dict]:
         return [dict(r) for r in self._execute("SELECT * FROM datasets ORDER BY id DESC").fetchall()]
+
+    # -- deployments -------------------------------------------------------------------------------------
+
+    def upsert_deployment(self, **values: Any) -> None:
+        cols, marks = ", ".join(values), ", ".join("?" for _ in values)
+        self._execute(f"INSERT OR REPLACE INTO deployments ({cols}) VALUES ({marks})", values.values())
+
+    def update_deployment(self, task_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self._execute(f"UPDATE deployments SET {sets} WHERE task_id = ?", [*values.values(), task_id])
+
+    def get_deployment(self, task_id: int) -> dict | None:
+        row = self._execute("SELECT * FROM deployments WHERE task_id = ?", (task_id,)).fetchone()
+        return dict(row) if row else None
+
+    def delete_deployment(self, task_id: int) -> None:
+        self._execute("DELETE FROM deployments WHERE task_id = ?", (task_id,))
+
+    def list_deployments(self, statuses: Iterable[str]) -> list[dict]:
+        statuses = list(statuses)
+        sql = f"SELECT * FROM deployments WHERE status IN ({', '.join('?' for _ in statuses)}) ORDER BY task_id"
+        return [dict(r) for r in self._execute(sql, statuses).fetchall()]

@@ -233,3 +233,39 @@ def test_a_client_leaving_a_plain_request_cancels_it(server):
         httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(30, read=1.0))
     state = _wait_idle(server)
     assert state["sequences_cancelled"] == cancelled_before + 1
+
+
+def test_without_cache_merging_requests_still_all_complete(server, client, monkeypatch):
+    """Models whose cache cannot be merged (sliding-window layers) admit new requests only into an empty batch."""
+    from tuneforge.serving import engine
+
+    solo = _greedy(client, "cook", "one at a time", max_tokens=6)
+    monkeypatch.setattr(engine, "_mergeable", lambda cache: False)
+
+    async def all_of_them():
+        async with openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0,
+                                      timeout=120) as async_client:
+            return await asyncio.gather(*(async_client.chat.completions.create(
+                model="cook", messages=[{"role": "user", "content": "one at a time"}], max_tokens=6, temperature=0)
+                for _ in range(4)))
+
+    assert [r.choices[0].message.content for r in asyncio.run(all_of_them())] == [solo] * 4
+
+
+def test_a_failing_forward_pass_fails_its_request_not_the_server(server, client, monkeypatch):
+    engine = next(iter(server.app.state.serving.engines.values()))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(engine, "_forward", broken)
+    with pytest.raises(openai.InternalServerError) as err:
+        _chat(client, "cook", max_tokens=4)
+    assert "out of memory (simulated)" in err.value.message
+    with httpx.Client(timeout=30) as http:
+        body = {"model": "cook", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+        events = [line for line in http.post(server.base_url + "/v1/chat/completions", json=body).text.split("\n\n")
+                  if line.startswith("data: ")]
+    assert "simulated" in events[-2] and events[-1] == "data: [DONE]"
+    monkeypatch.undo()
+    assert _chat(client, "cook", max_tokens=2, temperature=0).choices[0].finish_reason in ("stop", "length")
