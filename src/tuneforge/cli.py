@@ -143,8 +143,9 @@ def entry() -> None:
     interrupts.install_process_handlers()
     try:
         code = main(own_process=True)
-    except (KeyboardInterrupt, interrupts.Terminated) as exc:  # before or after the command ran
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:  # raised while training (several processes)
         code = _report_interrupt(exc)
+    interrupts.ignore_signals()
     sys.exit(code)
 
 

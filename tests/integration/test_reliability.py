@@ -227,3 +227,19 @@ def test_a_data_error_under_nproc_2_is_reported_once(tmp_path, keys):
     lines = [x for x in done.stderr.splitlines() if x.strip()]
     assert len([x for x in lines if x.startswith("tuneforge: error:")]) == 1, done.stderr
     assert "line 2" in done.stderr and "ChildFailedError" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow  # two launched processes
+def test_sigterm_to_the_process_group_under_nproc_2_is_one_line(tmp_path, keys):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tuneforge.cli", *_args({**keys, "max_steps": 3000, "save_steps": 3}, out),
+           "--nproc", "2"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a task runner starts it
+    _wait_for(lambda: (out / "checkpoint-3" / ck.MANIFEST).is_file(), proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tuneforge: terminated at step"), err
+    assert "Run the same command again" in lines[0]

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from ..service.deploy import has_model
 from . import fields
 from .outputs import list_outputs, resolve_output
 
@@ -250,7 +251,19 @@ def task_page(request: Request, task_id: str) -> Response:
     service = service_of(request)
     task = call(service.get_task, int_id(task_id))
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
-                  outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults())
+                  outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults(),
+                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])))
+
+
+@router.get("/tasks/{task_id}/chat")
+def chat_page(request: Request, task_id: str) -> Response:
+    """The chat playground of a task's deployment (the service's chat endpoint forwards to its server)."""
+    service = service_of(request)
+    task = call(service.get_task, int_id(task_id))
+    deployment = call(service.deployments.get, task["id"], True)
+    return render(request, "chat.html", "tasks", f"Chat with {task.get('name') or task['id']}", task=task,
+                  deployment=deployment,
+                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])))
 
 
 @router.get("/tasks/{task_id}/files/{path:path}")

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ class Deployments:
         self.service = service
         self.store = service.store
         self._children: dict[int, subprocess.Popen] = {}  # servers this service started (reaped on stop)
+        self._starting = threading.Lock()  # two deploy requests at once must not start two servers
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -110,6 +112,10 @@ class Deployments:
     # -- operations -------------------------------------------------------------------------------------
 
     def deploy(self, task_id: int) -> dict[str, Any]:
+        with self._starting:
+            return self._deploy(task_id)
+
+    def _deploy(self, task_id: int) -> dict[str, Any]:
         from .core import Conflict
 
         task = self.service._task_row(task_id)
@@ -174,13 +180,13 @@ class Deployments:
     def chat(self, task_id: int, body: Any) -> dict[str, Any]:
         from .core import BadRequest, Conflict, ServiceError
 
+        deployment = self.get(task_id, missing_ok=True)  # an unknown task: 404 before anything else
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise BadRequest('body: expected an OpenAI chat body {"messages": [{"role": "user", "content": "..."}]}.',
                              "messages")
         if body.get("stream"):
             raise BadRequest("stream: the service's chat endpoint answers whole; stream from the deployment's own "
                              "/v1/chat/completions.", "stream")
-        deployment = self.get(task_id, missing_ok=True)
         if deployment is None:
             raise Conflict(f"task {task_id} is not deployed: deploy it first (POST /api/tasks/{task_id}/deploy).")
         if deployment["status"] != "ready":

@@ -1,6 +1,9 @@
 """SIGINT and SIGTERM: one line and a documented exit code in every phase, a resumable stop while training.
 
-Outside training (start-up, data, model loading) a signal stops the process at once. While a
+Outside training (start-up, data, model loading, writing the outputs) a signal ends the ``tuneforge``
+process at once with its line and code (``os._exit``: an exception raised from a signal handler while a
+C++ extension is being imported can abort the interpreter instead; nothing is half-written that a rerun
+would trust: checkpoints are atomic and the run is marked finished only by its last file). While a
 single-process run trains, the first signal asks the run to stop after the current optimizer step:
 the checkpoint hook then saves a checkpoint and raises ``RunInterrupted``; a second signal stops at
 once. With several processes a stop must be collective, so a signal stops at once there (the last
@@ -9,6 +12,7 @@ periodic checkpoint is kept). docs/reliability.md lists the exit codes.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -41,30 +45,54 @@ def requested() -> int | None:
     return _requested[0] if _requested else None
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+def _exit_now(signum, frame) -> None:
+    from .launch import report_error
+
+    word = "interrupted" if signum == signal.SIGINT else "terminated"
+    code = EXIT_CODES[signum]
+    exc = KeyboardInterrupt(word) if signum == signal.SIGINT else Terminated(word)
+    if not report_error(exc, code):  # a launched process hands it to the launcher instead
+        os.write(2, f"tuneforge: {word}\n".encode())
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def install_process_handlers() -> None:
-    """For the ``tuneforge`` process itself: SIGTERM raises ``Terminated`` so it ends with one line (143)."""
+    """For the ``tuneforge`` process itself: SIGINT and SIGTERM end it with one line (130 / 143)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        for s in EXIT_CODES:
+            signal.signal(s, _exit_now)
+
+
+def ignore_signals() -> None:
+    """After the command's work is done: a late signal must not turn a finished run into a failed one."""
+    if threading.current_thread() is threading.main_thread():
+        for s in EXIT_CODES:
+            signal.signal(s, signal.SIG_IGN)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
 
 
 @contextlib.contextmanager
 def graceful_stop(enabled: bool, say: Callable[[str], None]) -> Iterator[None]:
     """While training: the first SIGINT/SIGTERM requests a stop after the current step (when ``enabled``)."""
     _requested.clear()
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in EXIT_CODES}
 
     def handler(signum, frame) -> None:
-        if _requested:  # the second signal: stop now
-            if signum == signal.SIGTERM:
-                raise Terminated()
-            raise KeyboardInterrupt()
+        if _requested or not enabled:  # the second signal, or several processes: stop now (step named)
+            _raise_interrupt(signum, frame)
         _requested.append(signum)
         say(f"\n{NAMES[signum]} received: stopping after this step and saving a checkpoint "
             "(send it again to stop at once)")

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def report_error(exc: BaseException, exit_code: int) -> bool:
         tmp.write_text(json.dumps(record), encoding="utf-8")
         tmp.replace(path)
     except OSError:
-        return False
+        pass  # the launcher has stopped listening (it already reported another process's error): stay quiet
     return True
 
 
@@ -67,21 +68,31 @@ def first_error(directory: Path) -> dict | None:
 
 
 def _wait(proc: subprocess.Popen) -> int:
-    """Wait for the launcher; a signal to this process is passed on, then the processes get time to stop."""
-    received: int | None = None
-    while True:
-        try:
-            code = proc.wait() if received is None else proc.wait(timeout=_STOP_WAIT_S)
-            return code if received is None else (code or 128 + received)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return 128 + (received or signal.SIGTERM)
-        except KeyboardInterrupt:
-            received = signal.SIGINT  # Ctrl-C reached the whole process group: the children stop on their own
-        except BaseException:  # SIGTERM (interrupts.Terminated): maybe sent to this process only
-            received = signal.SIGTERM
+    """Wait for the launcher. A signal to this process is recorded (SIGTERM is passed on: it may have been sent
+    to this process only; Ctrl-C reaches the whole process group), then the processes get time to stop and
+    report; only after that are they killed."""
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        if signum == signal.SIGTERM:
             proc.send_signal(signal.SIGTERM)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=_STOP_WAIT_S if received else 0.5)
+                return code if not received else (code or 128 + received[0])
+            except subprocess.TimeoutExpired:
+                if received:
+                    proc.kill()
+                    proc.wait()
+                    return 128 + received[0]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def launch_processes(config: str | None, overrides: list[str] | None, nproc: int) -> int:
@@ -105,6 +116,8 @@ def launch_processes(config: str | None, overrides: list[str] | None, nproc: int
         label = "" if interrupted else "error: "
         print(f"tuneforge: {label}{error['message']}", file=sys.stderr, flush=True)
         return int(error["exit_code"])
+    if code in (130, 143):
+        print(f"tuneforge: {'interrupted' if code == 130 else 'terminated'}", file=sys.stderr, flush=True)
     return code
 
 

@@ -38,6 +38,10 @@ def test_deploy_chat_undeploy(service, trained):
     assert service.post(f"/api/tasks/{task_id}/deploy")["pid"] == dep["pid"]  # deploying again: the same server
     dep = _wait_ready(service, task_id)
     assert dep["status"] == "ready", dep
+    page = httpx.get(f"{service.url}/tasks/{task_id}", timeout=30).text
+    assert 'id="deploy-button"' in page and f'href="/tasks/{task_id}/chat"' in page
+    chat_page = httpx.get(f"{service.url}/tasks/{task_id}/chat", timeout=30)
+    assert chat_page.status_code == 200 and "toy-chat" in chat_page.text and 'id="chat-stop"' in chat_page.text
 
     answer = service.post(f"/api/tasks/{task_id}/deployment/chat",
                           {"messages": [{"role": "user", "content": "What is 2 plus 2?"}], "max_tokens": 8,
@@ -69,6 +73,7 @@ def test_refusals(service, toy_data, toy_config):
     assert service.wait(failed["id"])["status"] == "failed"
     r = httpx.post(f"{service.url}/api/tasks/{failed['id']}/deploy", timeout=30)
     assert r.status_code == 409 and "holds no trained model" in r.json()["detail"]
+    assert 'id="deploy-button"' not in httpx.get(f"{service.url}/tasks/{failed['id']}", timeout=30).text
     r = httpx.post(f"{service.url}/api/tasks/{failed['id']}/deployment/chat", timeout=30,
                    json={"messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 409 and "not deployed" in r.json()["detail"]
