@@ -145,6 +145,11 @@ def entry() -> None:
         code = main(own_process=True)
     except (KeyboardInterrupt, interrupts.Terminated) as exc:  # raised while training (several processes)
         code = _report_interrupt(exc)
+    except BrokenPipeError:
+        # The reader of our output left (`tuneforge models list | head`): not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     interrupts.ignore_signals()
     sys.exit(code)
 

@@ -39,7 +39,9 @@ def evaluate_after_training(cfg: TrainConfig, *, max_new_tokens: int = 256,
     from .run import EvalOptions, Plan, Prepared, evaluate_prepared
 
     try:
-        model = open_eval_model(cfg.output_dir)
+        # The config is the user's own (not a saved run config): its trust settings are the user's word.
+        model = open_eval_model(cfg.output_dir, trust_remote_code=cfg.trust_remote_code,
+                                allow_pickle_weights=cfg.allow_pickle_weights)
         items = eval_data.run_validation_items(cfg, model.tokenizer)
         if not items:
             say("eval_after_training: the run has no validation set (validation_data or validation_split); "

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from ..tools.common import add_trust_argument
 from .metrics import BLEU_TOKENIZERS, GENERATION_METRICS, ROUGE_TOKENIZERS
 from .results import PREDICTIONS_FILE, RESULTS_FILE
 from .run import EvalOptions, Outcome, run_eval
@@ -21,7 +22,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         compare_base=args.compare_base, output=args.output, predictions=args.predictions,
         rouge_tokenizer=args.rouge_tokenizer, bleu_tokenize=args.bleu_tokenize, device=args.device, dtype=args.dtype,
         lm_eval_tasks=_csv(args.lm_eval_tasks) if args.lm_eval_tasks else [], lm_eval_include=args.lm_eval_include,
-        lm_eval_limit=args.lm_eval_limit)
+        lm_eval_limit=args.lm_eval_limit, trust_remote_code=args.trust_remote_code,
+        allow_pickle_weights=args.allow_pickle_weights)
 
 
 def report(outcome: Outcome, as_json: bool) -> None:
@@ -77,6 +79,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default="auto",
                    help="sacrebleu tokenizer (auto: zh when the text has Chinese characters, else 13a)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_trust_argument(p)
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="weights precision (auto: what the run trained with; float32 on CPU)")
     g = p.add_argument_group("lm-evaluation-harness (pip install lm-eval)")

@@ -45,7 +45,8 @@ def run_lm_eval(opts: Any) -> dict[str, Any]:
     from .loading import open_eval_model
 
     manager = _task_manager(TaskManager, opts.lm_eval_include, opts.lm_eval_tasks)
-    model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype)
+    model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype,
+                            trust_remote_code=opts.trust_remote_code, allow_pickle_weights=opts.allow_pickle_weights)
     merged = inference.load_model(model.source, model.tokenizer, dtype=model.dtype, device=model.device,
                                   merge=model.is_adapter)
     lm = HFLM(pretrained=merged, tokenizer=model.tokenizer, batch_size=opts.batch_size or 8, device=str(model.device))

@@ -143,13 +143,14 @@ def _method(settings: dict[str, Any]) -> str:
     return "qlora-4bit" if settings.get("load_in_4bit") else "qlora-8bit" if settings.get("load_in_8bit") else "lora"
 
 
-def open_eval_model(name: str, adapter: str | None = None, *, device: str | None = None,
-                    dtype: str = "auto") -> EvalModel:
+def open_eval_model(name: str, adapter: str | None = None, *, device: str | None = None, dtype: str = "auto",
+                    trust_remote_code: bool = False, allow_pickle_weights: bool = False) -> EvalModel:
     """Resolve a run directory, a model directory or hub id (plus an optional adapter); no weights load yet."""
     path = Path(name)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{name!r}: expected a run directory, a model directory or a hub id, not a file.")
-    source = inference.resolve_source(name, adapter)
+    source = inference.resolve_source(name, adapter, trust_remote_code=trust_remote_code)
+    source.allow_pickle_weights = allow_pickle_weights
     torch_device = torch.device(device) if device else inference.default_device()
     try:
         tokenizer = inference.load_tokenizer_for(source)

@@ -41,6 +41,8 @@ class EvalOptions:
     bleu_tokenize: str = "auto"
     device: str | None = None
     dtype: str = "auto"
+    trust_remote_code: bool = False  # the user's own word (a flag), never a run directory's saved config
+    allow_pickle_weights: bool = False
     lm_eval_tasks: list[str] = field(default_factory=list)
     lm_eval_include: str | None = None
     lm_eval_limit: int | None = None
@@ -242,7 +244,8 @@ def evaluate_prepared(model: EvalModel, prep: Prepared, plan: Plan, opts: EvalOp
 
 
 def evaluate_model(opts: EvalOptions, plan: Plan) -> Outcome:
-    model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype)
+    model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype,
+                            trust_remote_code=opts.trust_remote_code, allow_pickle_weights=opts.allow_pickle_weights)
     if opts.compare_base:
         model.check_has_base()
     prep = prepare_data(model, opts, plan)  # bad data stops here, before any weights load
