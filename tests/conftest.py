@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nothing a test run writes lands in the user's home: the tokenized-data cache and the service home go to a
+# directory of this session (subprocesses inherit the variables).
+_SESSION_DIR = tempfile.mkdtemp(prefix="tuneforge-tests-")
+os.environ.setdefault("TUNEFORGE_DATA_CACHE", os.path.join(_SESSION_DIR, "data-cache"))
+os.environ.setdefault("TUNEFORGE_HOME", os.path.join(_SESSION_DIR, "home"))
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..models import catalog
 from .settings import Settings
 
 DATA_KEYS = ("train_data", "validation_data")
@@ -60,6 +61,18 @@ class PathPolicy:
                 return (root / path).resolve()
         return (self.settings.datasets_dir / path).resolve()  # missing: the config check names the key
 
+    def _data_value(self, key: str, value: Any) -> Any:
+        """A data key: one path, or (train_data) a list of paths / ``{path, weight, max_rows}`` mappings."""
+        if isinstance(value, str):
+            path = self._resolve_data(value)
+            self._check(key, value, path, self.data_roots())
+            return str(path)
+        if isinstance(value, list):
+            return [self._data_value(f"{key}[{i}]", item) for i, item in enumerate(value)]
+        if isinstance(value, dict) and isinstance(value.get("path"), str):
+            return {**value, "path": self._data_value(f"{key}.path", value["path"])}
+        return value  # not a path: the config's own validation names what is wrong with it
+
     def _check(self, key: str, value: str, path: Path, roots: list[Path]) -> None:
         if self.restricted and not _under(path, roots):
             names = ", ".join(str(r) for r in roots)
@@ -67,9 +80,10 @@ class PathPolicy:
                                    "upload the file (POST /api/datasets) or start the service with --allow-dir.")
 
     def _model(self, key: str, value: str) -> str:
-        if key == "model" and (value.startswith("builtin:") or (HUB_ID.match(value) and ".." not in value
-                                                                and not Path(value).exists())):
-            return value  # not a path: built into tuneforge, or a hub id
+        if key == "model" and not Path(value).exists() and (
+                value.startswith("builtin:") or catalog.find(value) is not None
+                or (HUB_ID.match(value) and ".." not in value)):
+            return value  # not a path: built into tuneforge, a gallery id or a hub id
         if not _looks_like_path(value) and not self.restricted:
             return value
         path = Path(value).expanduser().resolve()
@@ -80,11 +94,13 @@ class PathPolicy:
         """The config with its path keys made absolute; raises PathRefused for a path the request may not use."""
         out = dict(raw)
         for key in DATA_KEYS:
-            value = out.get(key)
-            if isinstance(value, str) and value:
-                path = self._resolve_data(value)
-                self._check(key, value, path, self.data_roots())
-                out[key] = str(path)
+            if out.get(key):
+                out[key] = self._data_value(key, out[key])
+        cache = out.get("data_cache_dir")
+        if isinstance(cache, str) and cache:  # the cache is written: only inside the service's home
+            path = Path(cache).expanduser().resolve()
+            self._check("data_cache_dir", cache, path, [self.settings.home.resolve()])
+            out["data_cache_dir"] = str(path)
         for key in MODEL_KEYS:
             value = out.get(key)
             if isinstance(value, str) and value:

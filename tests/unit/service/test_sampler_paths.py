@@ -52,6 +52,17 @@ def test_path_policy_with_a_token(tmp_path):
         with pytest.raises(PathRefused) as err:
             policy.resolve({key: value})
         assert err.value.key == key
+    # train_data as a list of files or {path, weight} mappings is checked item by item
+    assert policy.resolve({"train_data": ["d.jsonl", {"path": "d.jsonl", "weight": 0.5}]})["train_data"] == [
+        str(allowed / "d.jsonl"), {"path": str(allowed / "d.jsonl"), "weight": 0.5}]
+    for value, key in ((["d.jsonl", "/etc/passwd"], "train_data[1]"), ([{"path": "/etc/passwd"}], "train_data[0].path")):
+        with pytest.raises(PathRefused) as err:
+            policy.resolve({"train_data": value})
+        assert err.value.key == key
+    with pytest.raises(PathRefused) as err:  # the cache is written: never outside the service's home
+        policy.resolve({"data_cache_dir": "/tmp/elsewhere"})
+    assert err.value.key == "data_cache_dir"
+    assert policy.resolve({"model": "qwen2.5-0.5b-instruct"})["model"] == "qwen2.5-0.5b-instruct"  # a gallery id
     open_policy = PathPolicy(Settings(home=tmp_path / "home"))  # no token: loopback users name any file
     assert open_policy.resolve({"train_data": "/etc/hostname"})["train_data"] == "/etc/hostname"
 
