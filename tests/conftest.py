@@ -1,8 +1,10 @@
 """Shared fixtures: everything offline, tiny, and built inside the test session."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Nothing a test run writes lands in the user's home: the tokenized-data cache and the service home go to a
 # directory of this session (subprocesses inherit the variables).
 _SESSION_DIR = tempfile.mkdtemp(prefix="tuneforge-tests-")
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ.setdefault("TUNEFORGE_DATA_CACHE", os.path.join(_SESSION_DIR, "data-cache"))
 os.environ.setdefault("TUNEFORGE_HOME", os.path.join(_SESSION_DIR, "home"))
 
