@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import engine_imports
-from .core import BadRequest, ServiceError, TaskService, TooLarge
+from .core import TaskService
+from .errors import BadRequest, ServiceError, TooLarge
 from .events import parse_position, task_events
 from .settings import Settings
 

@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError, TuneforgeError
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter
 from .deploy import Deployments
+from .errors import BadRequest, Conflict, NotFound, TooLarge
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
 from .paths import PathPolicy, PathRefused
@@ -34,36 +35,6 @@ DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 PREVIEW_KEYS = ("model", "training_strategy", "seq_length", "apply_chat_template", "system_prompt")
 BUILTIN_MODEL_ENTRY = {"id": "builtin:toy", "hub_id": "builtin:toy", "family": "builtin",
                        "notes": "tuneforge's tiny random-init model: runs offline on a CPU, learns nothing useful."}
-
-
-class ServiceError(Exception):
-    """A request the service refuses; ``status`` is the HTTP code, ``key`` the config key or field at fault."""
-
-    status = 400
-
-    def __init__(self, message: str, key: str | None = None):
-        super().__init__(message)
-        self.key = key
-
-
-class BadRequest(ServiceError):
-    status = 400
-
-
-class Unauthorized(ServiceError):
-    status = 401
-
-
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    status = 409
-
-
-class TooLarge(ServiceError):
-    status = 413
 
 
 def config_error_key(message: str) -> str | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psutil
 
+from .errors import BadRequest, Conflict, NotFound, ServiceError
 from .runfiles import log_error_line
 from .store import utc_now
 
@@ -116,7 +117,6 @@ class Deployments:
             return self._deploy(task_id)
 
     def _deploy(self, task_id: int) -> dict[str, Any]:
-        from .core import Conflict
 
         task = self.service._task_row(task_id)
         current = self.get(task["id"], missing_ok=True)
@@ -145,7 +145,6 @@ class Deployments:
         return self.get(task["id"])
 
     def get(self, task_id: int, missing_ok: bool = False) -> dict[str, Any] | None:
-        from .core import NotFound
 
         row = self.store.get_deployment(int(task_id))
         if row is None:
@@ -156,7 +155,6 @@ class Deployments:
         return self._view(self._refresh(row))
 
     def undeploy(self, task_id: int) -> dict[str, Any]:
-        from .core import Conflict
 
         row = self.store.get_deployment(int(task_id))
         if row is None:
@@ -178,7 +176,6 @@ class Deployments:
         self._children.pop(int(task_id), None)
 
     def chat(self, task_id: int, body: Any) -> dict[str, Any]:
-        from .core import BadRequest, Conflict, ServiceError
 
         deployment = self.get(task_id, missing_ok=True)  # an unknown task: 404 before anything else
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

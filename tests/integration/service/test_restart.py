@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-import tuneforge
 from tuneforge.training.checkpoint import MANIFEST
 from tuneforge.training.rundir import lock_holder
 
@@ -60,8 +59,14 @@ def test_sigkilled_service_loses_no_task_and_resume_is_exact(start_service, toy_
     assert done["status"] == "succeeded", third.get(f"/api/tasks/{task['id']}/log")["text"][-3000:]
     assert "resum" in third.get(f"/api/tasks/{task['id']}/log")["text"]
 
+    # The reference runs as a process of its own with the task's environment (the service runs its tasks with
+    # OMP_NUM_THREADS=1; another thread count sums in another order and moves the last bits of the floats).
     reference = tmp_path / "reference"
-    tuneforge.train({**config, "output_dir": str(reference)}, progress=False)
+    reference_config = tmp_path / "reference.json"
+    reference_config.write_text(json.dumps({**config, "output_dir": str(reference)}))
+    subprocess.run([sys.executable, "-m", "tuneforge.cli", "train", str(reference_config), "--no-progress"],
+                   check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
     assert _losses(run_dir) == _losses(reference)
     got, want = load_file(str(run_dir / "adapter_model.safetensors")), load_file(str(reference / "adapter_model.safetensors"))
     assert got.keys() == want.keys()

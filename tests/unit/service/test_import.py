@@ -6,7 +6,8 @@ import json
 import pytest
 import yaml
 
-from tuneforge.service.core import Conflict, TaskService
+from tuneforge.service.core import TaskService
+from tuneforge.service.errors import Conflict
 from tuneforge.service.settings import Settings
 
 
