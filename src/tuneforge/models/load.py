@@ -153,7 +153,7 @@ def linear_module_names(model: nn.Module) -> list[str]:
 
 def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     """Wrap ``model`` with a trainable LoRA adapter (new, or continued from ``adapter_name_or_path``)."""
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing is True,

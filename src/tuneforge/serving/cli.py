@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import signal
 import socket
@@ -11,17 +10,9 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..service.settings import is_loopback  # one rule for every server tuneforge starts
 
 API_KEY_ENV = "TUNEFORGE_API_KEY"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
 
 
 def api_key(args: argparse.Namespace) -> str | None:
