@@ -26,8 +26,14 @@ def _fill(template, i):
     return json.loads(json.dumps(template).replace("{i}", str(i)))
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
-@pytest.mark.parametrize("chat", [True, False])
+# Every format through the chat template in the default suite; without the template one format there (the plain
+# concatenation does not depend on the format once rows are converted), the others with -m slow.
+_FORMAT_CASES = [pytest.param(fmt, chat, id=f"{chat}-{fmt}",
+                              marks=() if chat or fmt == "instruction" else pytest.mark.slow)
+                 for chat in (True, False) for fmt in sorted(FORMATS)]
+
+
+@pytest.mark.parametrize("fmt,chat", _FORMAT_CASES)
 def test_each_format_trains(tmp_path, write_jsonl, fmt, chat):
     data = write_jsonl(tmp_path / "d.jsonl", [_fill(FORMATS[fmt], i) for i in range(12)])
     summary = tuneforge.train({"train_data": str(data), "output_dir": str(tmp_path / "o"), "max_steps": 2,
