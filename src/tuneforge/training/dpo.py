@@ -30,7 +30,7 @@ from ..data.dpo import DPOData, EncodedPair
 from ..models.forward import TOKEN_LOGPS
 from ..preference_losses import REFERENCE_FREE, BoundLoss, PairLogps, bind_from_config
 from . import parallel
-from .sampler import eval_batches_rows
+from .sampler import validation_batches
 
 
 @dataclass
@@ -248,11 +248,7 @@ class DPORecipe:
 
     def eval_batches(self) -> list[PairBatch]:
         if self._eval is None:
-            val = self.data.validation
-            if val is None:
-                self._eval = []
-            else:
-                self._eval = [self.collate(rows, "validation") for rows in eval_batches_rows(val.lengths, self.batch_size)]
+            self._eval = validation_batches(self.data.validation, self.batch_size, self.collate)
         return self._eval
 
     def on_prepared(self, loss_module: nn.Module) -> None:

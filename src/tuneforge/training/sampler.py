@@ -47,6 +47,14 @@ def eval_batches_rows(lengths: Sequence[int], batch_size: int) -> list[list[int]
     return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
 
 
+def validation_batches(validation, batch_size: int, collate) -> list:
+    """The validation set collated once (``collate(rows, "validation")``), longest rows first, every row once;
+    empty without a validation set. Shared by the SFT and DPO recipes."""
+    if validation is None:
+        return []
+    return [collate(rows, "validation") for rows in eval_batches_rows(validation.lengths, batch_size)]
+
+
 def _length_grouped(order: list[int], lengths: Sequence[int], rows_per_step: int, rng: random.Random) -> list[int]:
     """``order`` rearranged so that consecutive ``rows_per_step`` slices hold rows of similar length."""
     mega = rows_per_step * MEGABATCH_STEPS

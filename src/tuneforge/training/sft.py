@@ -9,7 +9,7 @@ from torch import nn
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.sft import SFTData
 from ..models.forward import CROSS_ENTROPY
-from .sampler import eval_batches_rows
+from .sampler import validation_batches
 
 
 class SFTRecipe:
@@ -25,11 +25,7 @@ class SFTRecipe:
 
     def eval_batches(self) -> list[Batch]:
         if self._eval is None:
-            val = self.data.validation
-            if val is None:
-                self._eval = []
-            else:
-                self._eval = [self.collate(rows, "validation") for rows in eval_batches_rows(val.lengths, self.batch_size)]
+            self._eval = validation_batches(self.data.validation, self.batch_size, self.collate)
         return self._eval
 
     def units(self, batch: Batch) -> int:
