@@ -151,9 +151,12 @@ def validation_partner(datasets: list[dict], train_path: str | None) -> str | No
 
 def int_id(value: str, what: str = "task") -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise PageError(404, f"{what} id {value!r}: not a number.") from None
+    if not 0 <= number < 2**63:  # SQLite's ids are signed 64-bit: larger ones name nothing
+        raise PageError(404, f"{what} {value}: no such {what}.")
+    return number
 
 
 # -- pages ----------------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hmac
 from contextlib import asynccontextmanager
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from fastapi import Body, FastAPI, File, Form, Request, UploadFile
+from fastapi import Body, FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -16,6 +16,10 @@ from .core import TaskService
 from .errors import BadRequest, ServiceError, TooLarge
 from .events import parse_position, task_events
 from .settings import Settings
+
+# Task and data-set ids as SQLite stores them (signed 64-bit): a larger number is a 400 naming the parameter,
+# not an overflow inside the database.
+RowId = Annotated[int, Path(ge=0, le=2**63 - 1)]
 
 TOKEN_COOKIE = "tuneforge_token"
 TASK_FIELDS = {"config", "name", "gpus"}
@@ -101,23 +105,23 @@ def _task_routes(app: FastAPI, service: TaskService) -> None:
         return service.import_run(payload["path"], payload.get("name"))
 
     @app.get("/api/tasks/{task_id}")
-    def get_task(task_id: int) -> dict:
+    def get_task(task_id: RowId) -> dict:
         return service.get_task(task_id)
 
     @app.get("/api/tasks/{task_id}/metrics")
-    def metrics(task_id: int, after: int = 0) -> list:
+    def metrics(task_id: RowId, after: int = 0) -> list:
         return service.metrics(task_id, after)
 
     @app.get("/api/tasks/{task_id}/resources")
-    def resources(task_id: int, after: int = 0) -> list:
+    def resources(task_id: RowId, after: int = 0) -> list:
         return service.resources(task_id, after)
 
     @app.get("/api/tasks/{task_id}/log")
-    def log(task_id: int, offset: int = 0, limit: int = 65536) -> dict:
+    def log(task_id: RowId, offset: int = 0, limit: int = 65536) -> dict:
         return service.log(task_id, offset, limit)
 
     @app.get("/api/tasks/{task_id}/events")
-    def events(task_id: int, request: Request, position: Optional[str] = None):
+    def events(task_id: RowId, request: Request, position: Optional[str] = None):
         try:
             start = parse_position(request.headers.get("last-event-id") or position)
         except ValueError as exc:
@@ -131,38 +135,38 @@ def _task_routes(app: FastAPI, service: TaskService) -> None:
 
 def _task_control_routes(app: FastAPI, service: TaskService) -> None:
     @app.post("/api/tasks/{task_id}/stop")
-    def stop(task_id: int) -> dict:
+    def stop(task_id: RowId) -> dict:
         return service.stop(task_id)
 
     @app.post("/api/tasks/{task_id}/resume")
-    def resume(task_id: int) -> dict:
+    def resume(task_id: RowId) -> dict:
         return service.resume(task_id)
 
     @app.post("/api/tasks/{task_id}/clone", status_code=201)
-    def clone(task_id: int, payload: Any = Body(None)) -> dict:
+    def clone(task_id: RowId, payload: Any = Body(None)) -> dict:
         name = payload.get("name") if isinstance(payload, dict) else None
         return service.clone(task_id, name)
 
     @app.delete("/api/tasks/{task_id}")
-    def delete(task_id: int, files: bool = False) -> dict:
+    def delete(task_id: RowId, files: bool = False) -> dict:
         return service.delete(task_id, files)
 
 
 def _deployment_routes(app: FastAPI, service: TaskService) -> None:
     @app.post("/api/tasks/{task_id}/deploy")
-    def deploy(task_id: int) -> dict:
+    def deploy(task_id: RowId) -> dict:
         return service.deployments.deploy(task_id)
 
     @app.get("/api/tasks/{task_id}/deployment")
-    def deployment(task_id: int) -> dict:
+    def deployment(task_id: RowId) -> dict:
         return service.deployments.get(task_id)
 
     @app.delete("/api/tasks/{task_id}/deployment")
-    def undeploy(task_id: int) -> dict:
+    def undeploy(task_id: RowId) -> dict:
         return service.deployments.undeploy(task_id)
 
     @app.post("/api/tasks/{task_id}/deployment/chat")
-    def chat(task_id: int, payload: Any = Body(...)) -> dict:
+    def chat(task_id: RowId, payload: Any = Body(...)) -> dict:
         return service.deployments.chat(task_id, payload)
 
 
@@ -185,11 +189,11 @@ def _dataset_routes(app: FastAPI, service: TaskService) -> None:
         return service.add_dataset(file.filename or "data.jsonl", data, name)
 
     @app.get("/api/datasets/{dataset_id}")
-    def get_dataset(dataset_id: int) -> dict:
+    def get_dataset(dataset_id: RowId) -> dict:
         return service.get_dataset(dataset_id)
 
     @app.get("/api/datasets/{dataset_id}/preview")
-    def preview(dataset_id: int, n: int = 5, model: Optional[str] = None, training_strategy: Optional[str] = None,
+    def preview(dataset_id: RowId, n: int = 5, model: Optional[str] = None, training_strategy: Optional[str] = None,
                 seq_length: Optional[int] = None, apply_chat_template: Optional[bool] = None,
                 system_prompt: Optional[str] = None) -> dict:
         return service.dataset_preview(dataset_id, n, model=model, training_strategy=training_strategy,
@@ -197,7 +201,7 @@ def _dataset_routes(app: FastAPI, service: TaskService) -> None:
                                        system_prompt=system_prompt)
 
     @app.get("/api/datasets/{dataset_id}/stats")
-    def stats(dataset_id: int, model: Optional[str] = None, training_strategy: Optional[str] = None,
+    def stats(dataset_id: RowId, model: Optional[str] = None, training_strategy: Optional[str] = None,
               seq_length: Optional[int] = None, apply_chat_template: Optional[bool] = None,
               system_prompt: Optional[str] = None) -> dict:
         return service.dataset_stats(dataset_id, model=model, training_strategy=training_strategy,

@@ -131,3 +131,12 @@ def test_dataset_preview_and_stats_are_the_tools_results(open_client):
     assert open_client.get("/api/datasets/99/stats").status_code == 404
     r = open_client.get(f"/api/datasets/{dataset['id']}/preview", params={"model": "builtin:nope"})
     assert r.status_code == 400 and r.json()["key"] == "model"
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/999999999999999999999", "/api/tasks/-1/metrics",
+                                  "/api/datasets/99999999999999999999/stats"])
+def test_ids_out_of_the_database_range_are_a_400_naming_the_parameter(client, path):
+    """An id past SQLite's 64-bit range once overflowed inside the database (HTTP 500)."""
+    response = client.get(path)
+    assert response.status_code == 400
+    assert response.json()["key"] in ("task_id", "dataset_id")
