@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.tools.chat",
     "tuneforge.tools.generate",
     "tuneforge.tools.cache",
+    "tuneforge.tools.export",
     "tuneforge.service.cli",
     "tuneforge.serving.cli",
     "tuneforge.evaluation.cli",

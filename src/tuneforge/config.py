@@ -22,6 +22,8 @@ import yaml
 
 from . import preflight
 from .errors import ConfigError
+from .grpo_config import GRPO_BEST_METRICS, validate_grpo
+from .pathtext import path_text_problem, text_problem
 from .preference_losses import PREFERENCE_LOSSES
 
 BUILTIN_MODEL = "builtin:toy"
@@ -61,10 +63,19 @@ def config_key(default: Any, help: str, *, lo: float | None = None, hi: float | 
     return field(default=default, metadata=meta)
 
 
+# metric_for_best_model's allowed values per strategy (others: the preference metrics below in validate()).
+BEST_METRICS: dict[str, set[str]] = {
+    "sft": {"eval_loss", "eval_token_accuracy"},
+    "pretrain": {"eval_loss", "eval_token_accuracy"},
+    "kto": {"eval_loss", "eval_rewards/desirable", "eval_rewards/margins"},
+    "grpo": GRPO_BEST_METRICS,
+}
+
+
 @dataclass
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------
-    training_strategy: Literal["sft", "dpo"] = config_key("sft", "Training stage: 'sft' (supervised fine-tuning) or 'dpo' (preference optimization).")
+    training_strategy: Literal["sft", "dpo", "kto", "pretrain", "grpo"] = config_key("sft", "Training stage: 'sft' (supervised fine-tuning), 'dpo' (preference optimization), 'kto' (thumbs-up/down feedback: prompt, completion, label), 'pretrain' (continued pre-training on raw text), 'grpo' (online RL: sampled completions scored by reward_functions).")
     model: str = config_key(BUILTIN_MODEL, "Base model: a local Hugging Face model directory, a hub id, or 'builtin:toy' (a tiny random-init toy model for trying the pipeline offline; it learns nothing useful).")
     adapter_name_or_path: Optional[str] = config_key(None, "Start from this LoRA adapter (e.g. an SFT run's output_dir). For DPO the adapter is also the frozen reference.")
     train_data: Optional[Union[str, list[str]]] = config_key(None, "Training data: a file (JSON array, JSONL, CSV, Parquet), a directory of such shards or a saved Hugging Face dataset; or a list of them to mix, each a path or {path, weight, max_rows} (weight: rows taken per epoch as a multiple of the source's rows, e.g. 0.3 or 2; max_rows: only its first rows). Row formats are detected per file.")
@@ -98,18 +109,39 @@ class TrainConfig:
     # --- LoRA -----------------------------------------------------------------------------------
     lora_dropout: float = config_key(0.05, "Dropout on the LoRA input.", lo=0.0, hi=0.9)
     lora_target_modules: list[str] = config_key(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get LoRA adapters (default: the 4 attention projections; 'all-linear' for every linear layer).")
-    disable_dropout: Optional[bool] = config_key(None, "Turn every dropout (LoRA's included) off while training. Default: on for DPO, as the DPO authors and TRL do (the policy's log-probs are compared with the dropout-free reference's, so dropout would only add noise to the loss); off for SFT.")
+    disable_dropout: Optional[bool] = config_key(None, "Turn every dropout (LoRA's included) off while training. Default: on for DPO and KTO, as the DPO authors and TRL do (the policy's log-probs are compared with the dropout-free reference's, so dropout would only add noise to the loss); off for SFT.")
     # --- DPO ------------------------------------------------------------------------------------
     dpo_loss_type: PreferenceLossName = config_key("sigmoid", "Preference loss: sigmoid (the DPO paper's loss), ipo, hinge, or the reference-free simpo and orpo.")
     dpo_reference: Literal["precompute", "copy"] = config_key("precompute", "Full-parameter DPO reference: log-probs precomputed in one pass before training, or a frozen model copy.")
     simpo_gamma: float = config_key(0.5, "SimPO target reward margin (gamma/beta ratio x beta).", lo=0.0)
+    # --- KTO ------------------------------------------------------------------------------------
+    kto_beta: float = config_key(0.1, "KTO beta: scales the implied reward log(policy/reference); higher keeps the policy closer to the reference.", lo=0.0, lo_open=True, hi=100.0)
+    kto_desirable_weight: float = config_key(1.0, "KTO weight of the desirable (label true) rows' loss. With more undesirable than desirable rows, raise it so weight x desirable rows is 1 to 1.33 x undesirable weight x undesirable rows (the KTO paper's range; a warning gives the numbers).", lo=0.0, lo_open=True, hi=100.0)
+    kto_undesirable_weight: float = config_key(1.0, "KTO weight of the undesirable (label false) rows' loss (see kto_desirable_weight).", lo=0.0, lo_open=True, hi=100.0)
+    # --- GRPO (README: GRPO; defaults as TRL 1.16's GRPOConfig) ----------------------------------
+    grpo_beta: float = config_key(0.0, "GRPO KL coefficient to the reference (LoRA: the adapter switched off; full: a frozen copy). 0 = no reference pass (TRL's default; DeepSeek-R1 used 0.001).", lo=0.0, hi=100.0)
+    grpo_epsilon: float = config_key(0.2, "GRPO lower clipping bound of the importance ratio (1 - epsilon).", lo=0.0, lo_open=True, hi=1.0)
+    grpo_epsilon_high: Optional[float] = config_key(None, "GRPO upper clipping bound (1 + epsilon_high; DAPO's clip-higher recommends 0.28). Default: grpo_epsilon.", lo=0.0, lo_open=True, hi=10.0)
+    grpo_loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = config_key("dapo", "GRPO loss normalisation: grpo (per-completion mean, then mean), bnpo (token mean per micro-batch), dr_grpo (sum / (completions x max_completion_length)), dapo (token mean over the step).")
+    grpo_scale_rewards: Literal["group", "batch", "none"] = config_key("group", "Advantage = reward - group mean, divided by the group's std (group), the step's std (batch) or not at all (none, Dr. GRPO).")
+    grpo_num_iterations: int = config_key(1, "Optimizer steps per batch of rollouts (mu): later steps reuse the completions with their sampling-time log-probs.", lo=1, hi=64)
+    num_generations: int = config_key(8, "Completions sampled per prompt (the group size G); per_device_train_batch_size counts prompts.", lo=2, hi=1024)
+    max_completion_length: int = config_key(512, "Most tokens sampled per completion (GRPO); prompts keep their last seq_length - this tokens.", lo=1, hi=1 << 20)
+    temperature: float = config_key(1.0, "Sampling temperature of the rollouts (the log-probs are taken at the same temperature).", lo=0.0, lo_open=True, hi=100.0)
+    top_p: float = config_key(1.0, "Nucleus sampling of the rollouts: keep the most likely tokens up to this probability mass.", lo=0.0, lo_open=True, hi=1.0)
+    top_k: int = config_key(0, "Sample the rollouts from the k most likely tokens only (0 = all).", lo=0, hi=1 << 24)
+    generation_batch_size: Optional[int] = config_key(None, "Completions sampled together (rows of the key/value-cache sampler). Default: a whole micro-batch (prompts x num_generations).", lo=1, hi=1 << 20)
+    use_vllm: bool = config_key(False, "Sample the rollouts with vLLM (GPU). Not available yet: refused with a message.")
+    mask_truncated_completions: bool = config_key(False, "Leave completions that hit max_completion_length without ending out of the loss (DAPO).")
+    reward_functions: list[str] = config_key([], "GRPO rewards, summed with reward_weights: accuracy (final answer vs the 'answer'/'solution' column), format[:REGEX], exact_match[:COLUMN], length[:CHARS], or path/to/file.py:function_name (your function(prompts, completions, **columns) -> list of float or None).")
+    reward_weights: Optional[list[float]] = config_key(None, "One weight per reward function (default: 1 each).")
     # --- evaluation, logging, saving ------------------------------------------------------------
     logging_steps: int = config_key(10, "Log training metrics every this many optimizer steps.", lo=1)
     eval_steps: int = config_key(50, "Evaluate every this many optimizer steps (0 = only at each epoch end).", lo=0)
     save_steps: int = config_key(0, "Save a resumable checkpoint every this many optimizer steps (0 = only at epoch ends; -1 = never: the run cannot be resumed, its final output and best model are still saved).", lo=-1)
     save_total_limit: int = config_key(2, "Checkpoints kept besides the best one.", lo=1)
     early_stopping_patience: int = config_key(0, "Stop after this many evaluations without improvement of metric_for_best_model (0 = never).", lo=0)
-    metric_for_best_model: str = config_key("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT) or eval_rewards/accuracies (DPO).")
+    metric_for_best_model: str = config_key("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT, pretrain), eval_rewards/accuracies (DPO) or eval_rewards/desirable (KTO).")
     eval_after_training: bool = config_key(False, "After the run: greedy answers to the validation set scored with exact match, BLEU, ROUGE-L and chrF (as 'tuneforge eval' does), written to output_dir/eval/validation/ next to metrics.jsonl.")
     # --- runtime --------------------------------------------------------------------------------
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = config_key("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
@@ -124,7 +156,10 @@ class TrainConfig:
     resume_from_checkpoint: Optional[str] = config_key(None, "'auto' = continue from the last complete checkpoint in output_dir (start fresh when there is none); or a checkpoint path. Unset, an unfinished run in output_dir is resumed too: rerun the same command after a crash or Ctrl-C to continue exactly where the run stopped.")
     resume_ignore_config_changes: bool = config_key(False, "Resume even when keys that define the run (model, lora_dim, seq_length, data, batch geometry ...) differ from the checkpoint's. The continued run is then not the same run.")
     max_consecutive_nonfinite_steps: int = config_key(5, "A step whose loss or gradient norm is NaN/inf is skipped (weights and optimizer untouched); this many in a row stop the run (exit code 3).", lo=1)
-    report_to: Literal["none", "tensorboard"] = config_key("none", "Extra metric sink besides metrics.jsonl.")
+    report_to: list[str] = config_key(["none"], "Experiment trackers that get the run besides metrics.jsonl: a list of tensorboard, mlflow, wandb, trackio, or none. Each needs its extra (pip install 'tuneforge[mlflow]' ...); settings come from the tracker's own environment variables (MLFLOW_TRACKING_URI, WANDB_MODE, WANDB_PROJECT, TRACKIO_DIR ...). Nothing is sent anywhere you did not configure: MLflow defaults to a local store in output_dir, W&B needs WANDB_MODE=offline or your credentials, trackio is local (README: Experiment trackers).")
+    run_name: Optional[str] = config_key(None, "The run's name in the trackers (default: the output directory's name).")
+    tracker_project: Optional[str] = config_key(None, "The trackers' project (MLflow experiment, W&B / trackio project). Default: MLFLOW_EXPERIMENT_NAME, WANDB_PROJECT or TRACKIO_PROJECT when set, else 'tuneforge'.")
+    tracker_log_model: bool = config_key(False, "Also upload the trained weights (adapter or model, tokenizer, config) to the trackers that store files (MLflow, W&B); otherwise only a reference to output_dir is logged.")
     allow_pickle_weights: bool = config_key(False, "Allow loading pickle (.bin) weights. Off: only safetensors are loaded.")
     # --- multi-device (README: Training on several devices) ------------------------------------------------
     fsdp: Optional[Literal["full_shard"]] = config_key(None, "Shard parameters, gradients and optimizer state over the processes with PyTorch FSDP: 'full_shard' (LoRA and full). Default with more than one process: DDP (a full replica per process).")
@@ -160,6 +195,10 @@ class TrainConfig:
     def resolved_lora_alpha(self) -> float:
         return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_dim
 
+    @property
+    def resolved_grpo_epsilon_high(self) -> float:
+        return self.grpo_epsilon_high if self.grpo_epsilon_high is not None else self.grpo_epsilon
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -176,10 +215,15 @@ class TrainConfig:
             raise ConfigError("validation_data and validation_split are both set: use one.")
         if not self.train_data:
             raise ConfigError("train_data is not set: give a JSON/JSONL file of training rows.")
+        if not self.model.strip():
+            raise ConfigError(f"model={show(self.model)}: empty; give a model directory, a hub id, a gallery id "
+                              f"or {BUILTIN_MODEL!r}.")
         if self.adapter_name_or_path and self.is_full:
             raise ConfigError("adapter_name_or_path needs lora_dim > 0 (the adapter is trained further).")
-        allowed_best = {"eval_loss", "eval_token_accuracy"} if self.training_strategy == "sft" else {
-            "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"}
+        if self.training_strategy == "grpo":
+            validate_grpo(self)  # grpo_config.py; it also picks eval_reward for the default metric_for_best_model
+        allowed_best = BEST_METRICS.get(self.training_strategy, {
+            "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"})
         if self.metric_for_best_model not in allowed_best:
             raise ConfigError(
                 f"metric_for_best_model={self.metric_for_best_model!r}: for training_strategy={self.training_strategy!r} "
@@ -201,7 +245,7 @@ def _type_name(tp: Any) -> str:
         args = typing.get_args(tp)
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + (" or null" if type(None) in args else "")
     if origin is list:
-        return "list of strings"
+        return "list of numbers" if typing.get_args(tp) == (float,) else "list of strings"
     return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
 
 
@@ -264,14 +308,34 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if typing.get_args(tp) == (float,) and isinstance(value, list):  # reward_weights: numbers
+            return [_number(v, float, bad) for v in value]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise bad
     raise bad  # pragma: no cover - every annotation above is handled
 
 
+PATH_KEYS = frozenset({"model", "adapter_name_or_path", "train_data", "validation_data", "output_dir",
+                       "resume_from_checkpoint", "deepspeed", "data_cache_dir"})
+
+
+def _check_text(key: str, value: Any) -> None:
+    """Strings (also inside lists and train_data mappings) that no file name or C library can take."""
+    if isinstance(value, list):
+        for item in value:
+            _check_text(key, item)
+    elif isinstance(value, dict):
+        _check_text(key, value.get("path"))
+    elif isinstance(value, str):
+        problem = path_text_problem(value) if key in PATH_KEYS else text_problem(value)
+        if problem:
+            raise ConfigError(f"{key}={show(value)}: {problem}.")
+
+
 def _check_range(key: str, value: Any, meta: dict) -> None:
-    if value is None or isinstance(value, (bool, str, list)):
+    _check_text(key, value)
+    if value is None or isinstance(value, (bool, str, list, dict)):
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={show(value)}: must be a finite number.")
@@ -318,7 +382,9 @@ def _data_source(key: str, item: Any) -> str | dict[str, Any]:
 def _coerce_train_data(key: str, value: Any) -> Any:
     """``train_data``: one path, or a non-empty list of paths / {path, weight, max_rows} (data mixing)."""
     if not isinstance(value, list):
-        return _coerce(key, value, _HINTS[key])
+        # One path, as a string: not _HINTS[key], whose Union arms come in whatever order typing's cache first
+        # saw them (after `import peft` list[str] is first, and a path became a one-item list).
+        return _coerce(key, value, Optional[str])
     if not value:
         raise ConfigError(f"{key}=[]: give at least one data file.")
     return [_data_source(key, item) for item in value]
@@ -384,7 +450,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         def relative_to_file(value: Any) -> Any:
             if isinstance(value, dict) and isinstance(value.get("path"), str):  # a train_data mixing entry
                 return {**value, "path": relative_to_file(value["path"])}
-            if isinstance(value, str) and value and not Path(value).is_absolute() and not Path(value).exists() \
+            if isinstance(value, str) and value and not path_text_problem(value) and not Path(value).is_absolute() \
+                    and not Path(value).exists() \
                     and (base / value).exists():
                 return os.path.normpath(base / value)  # examples/configs/../data/x -> examples/data/x
             return value

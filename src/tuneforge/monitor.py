@@ -68,6 +68,8 @@ class MetricsLog:
     def __init__(self, path: Path | None):
         self.path = path
         self._fh = None
+        # Called with every record once it is on disk (the experiment trackers); each must not raise.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         if path is not None:
             with writing(path):
                 self._fh = path.open("a", encoding="utf-8")
@@ -79,6 +81,8 @@ class MetricsLog:
             with writing(self.path):
                 self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 self._fh.flush()
+        for listener in self.listeners:
+            listener(record)
         return record
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ to continue from, the DeepSpeed config and package, and sharding combinations th
 ``TrainConfig.validate`` checks the config's own values against each other; this step looks at the files
 and packages they name. ``config.from_dict`` runs both, so every way in (command line, Python API,
 service) refuses a missing file with the key and value before a model loads. This module imports
-nothing of tuneforge but its errors (the config and the training engine both import it).
+nothing of tuneforge but its errors and the trackers' registry (the config and the training engine both
+import it).
 """
 from __future__ import annotations
 
@@ -36,7 +37,15 @@ def check(cfg: TrainConfig) -> TrainConfig:
     check_files(cfg)
     if cfg.fsdp or cfg.deepspeed:
         check_sharding(cfg)
+    check_trackers(cfg)
     return cfg
+
+
+def check_trackers(cfg: TrainConfig) -> None:
+    """report_to: known trackers, their packages installed, nothing sent where the user did not configure it."""
+    from .training.trackers import check_config  # its registry imports no tracker library, only errors
+
+    check_config(cfg)
 
 
 def check_files(cfg: TrainConfig) -> None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .formats import Conversation, Message, PreferencePair
-from .templates import IGNORE_INDEX, Encoded, TemplateMismatch, encode_messages, with_system_prompt
+from .formats import Conversation, Document, Feedback, Message, PreferencePair
+from .templates import (IGNORE_INDEX, Encoded, TemplateMismatch, _bos_ids, _ids_and_offsets, encode_messages,
+                        with_system_prompt)
 
 # Bump whenever the encoders' output changes for the same input: it is part of the cache key.
 ENCODER_VERSION = 2
@@ -185,7 +186,49 @@ def encode_dpo(pair: PreferencePair, tokenizer, settings: EncodeSettings) -> Enc
     return Encoding(enc, truncated, full.longest)
 
 
-ENCODERS: dict[str, Callable[[Any, Any, EncodeSettings], Encoding]] = {"sft": encode_sft, "dpo": encode_dpo}
+# ---------------------------------------------------------------------------------------------
+# KTO: one completion per item, stored as a pair with the other side empty (training/kto.py unpairs)
+
+
+def encode_kto(example: Feedback | PreferencePair, tokenizer, settings: EncodeSettings) -> Encoding:
+    """A Feedback row → EncodedPair(prompt, completion, []) when desirable, (prompt, [], completion) when not;
+    a preference pair is encoded as DPO encodes it, and the KTO recipe trains it as one desirable and one
+    undesirable row. Truncation is DPO's (the prompt loses its start first)."""
+    if isinstance(example, PreferencePair):
+        return encode_dpo(example, tokenizer, settings)
+    msgs = with_system_prompt(example.prompt, settings.system_prompt)
+    try:
+        prompt, completion = _response(tokenizer, msgs, example.completion, settings.apply_chat_template)
+    except TemplateMismatch as exc:
+        return Encoding(None, drop=DROP_TEMPLATE, refused=True, field="prompt",
+                        why=f"{exc}; set on_bad_rows: skip to drop such rows")
+    full = EncodedPair(prompt, completion, []) if example.desirable else EncodedPair(prompt, [], completion)
+    enc, truncated = truncate_pair(full, settings.seq_length, leading_bos(tokenizer, prompt))
+    if not enc.chosen and not enc.rejected:
+        return Encoding(enc, truncated, full.longest, DROP_NO_RESPONSE)
+    return Encoding(enc, truncated, full.longest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Continued pre-training: a whole document, every token trained, EOS at its end
+
+
+def encode_pretrain(doc: Document, tokenizer, settings: EncodeSettings) -> Encoding:
+    """A document as [BOS if the tokenizer adds one] + its tokens + EOS, every token a label. It is stored
+    whole: the pretrain recipe cuts long documents into seq_length pieces and packs short ones (no chat
+    template, no system prompt: raw text is trained as it is)."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return Encoding(None, drop="tokenizer has no EOS token", refused=True, field="text",
+                        why="the tokenizer has no EOS token to end each document with")
+    ids = list(_bos_ids(tokenizer)) + list(_ids_and_offsets(tokenizer, doc.text)["input_ids"])
+    if not ids or ids[-1] != eos:
+        ids.append(eos)
+    return Encoding(Encoded(ids, list(ids), 0), False, len(ids))
+
+
+ENCODERS: dict[str, Callable[[Any, Any, EncodeSettings], Encoding]] = {
+    "sft": encode_sft, "dpo": encode_dpo, "kto": encode_kto, "pretrain": encode_pretrain}
 
 
 def encode_example(example, tokenizer, settings: EncodeSettings) -> Encoding:

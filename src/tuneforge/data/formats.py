@@ -38,6 +38,24 @@ class PreferencePair:
 
 
 @dataclass
+class Feedback:
+    """KTO: one completion of a prompt, marked desirable (thumbs up) or undesirable (thumbs down)."""
+
+    prompt: list[Message]  # system?/user/assistant... ending with a user turn
+    completion: str
+    desirable: bool
+    source: str = ""
+
+
+@dataclass
+class Document:
+    """Continued pre-training: one raw-text document (a ``text`` row, or a whole .txt/.md file)."""
+
+    text: str
+    source: str = ""
+
+
+@dataclass
 class RowReport:
     """Rows dropped before training, counted by reason (``on_bad_rows: skip`` and truncation)."""
 
@@ -217,6 +235,37 @@ def _bare_prompt(row: dict, where: tuple[str, int]) -> list[Message]:
     return _open_turns(_messages(row.get("prompt"), where, "prompt", "role", "content"), where, "prompt")
 
 
+_LABELS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _label(row: dict, where: tuple[str, int]) -> bool:
+    """KTO's ``label``: a boolean (CSV/text: true/false, yes/no, 1/0)."""
+    value = row.get("label")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABELS:
+        return _LABELS[value.strip().lower()]
+    raise DataError(where[0], where[1], "label", f"expected true (desirable) or false (undesirable), got {value!r}")
+
+
+def _from_feedback(row: dict, where: tuple[str, int]) -> Feedback:
+    if row.get("completion") is None:
+        raise DataError(where[0], where[1], "completion", "missing required field")
+    if "prompt" in row:
+        prompt = _preference_prompt(row, where)
+    else:  # {"messages": [... ending with a user turn], "completion", "label"}
+        prompt = _messages(row.get("messages"), where, "messages", "role", "content")
+        if prompt[-1].role != "user":
+            raise DataError(where[0], where[1], "messages", "the messages must end with the user turn the completion answers")
+    return Feedback(prompt, _answer(row, "completion", where), _label(row, where), f"{where[0]}:{where[1]}")
+
+
+def _from_text(row: dict, where: tuple[str, int]) -> Document:
+    return Document(_text(row, "text", where), f"{where[0]}:{where[1]}")
+
+
 # ---------------------------------------------------------------------------------------------
 # The format table: one entry per row format, in detection order.
 
@@ -257,6 +306,11 @@ FORMATS: tuple[RowFormat, ...] = (
     _fmt("prompt_completion", "sft", all_of=("prompt", "completion"), convert=_from_prompt_completion,
          prompt=lambda row, where: [Message("user", _text(row, "prompt", where))]),
     _fmt("prompt", "prompt", all_of=("prompt",), prompt=_bare_prompt),
+    # Detected only for the strategies that read them (STRATEGY_FORMAT_KINDS): an SFT file whose rows also
+    # carry a label or a text column keeps its SFT format.
+    _fmt("feedback", "feedback", any_of=("prompt", "messages"), all_of=("completion", "label"),
+         convert=_from_feedback, prompt=lambda row, where: _from_feedback(row, where).prompt),
+    _fmt("text", "text", all_of=("text",), convert=_from_text),
 )
 FORMATS_BY_NAME: dict[str, RowFormat] = {f.name: f for f in FORMATS}
 TRAINING_KINDS = ("sft", "preference")
@@ -301,6 +355,13 @@ def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
 
 
 STRATEGY_KINDS = {"sft": "sft", "dpo": "preference"}
+# The row kinds each strategy trains on, in detection order (default: TRAINING_KINDS).
+STRATEGY_FORMAT_KINDS: dict[str, tuple[str, ...]] = {"kto": ("feedback", "preference"), "pretrain": ("text",)}
+# What a strategy says when a file's first row is of no kind it reads.
+STRATEGY_DATA_HINTS: dict[str, tuple[str, str]] = {
+    "kto": ("label", "training_strategy=kto needs prompt (or messages)/completion/label rows, or prompt/chosen/rejected pairs"),
+    "pretrain": ("text", "training_strategy=pretrain needs a 'text' column (or .txt/.md files)"),
+}
 
 
 class FileRows:
@@ -330,7 +391,13 @@ class FileRows:
         if isinstance(row, InvalidLine):
             report.drop("invalid JSON", f"{name}:{lineno}")  # type: ignore[union-attr]
             return None
-        fmt = detect_format(row)
+        kinds = STRATEGY_FORMAT_KINDS.get(self.strategy, TRAINING_KINDS)
+        fmt = detect_format(row, kinds)
+        other = detect_format(row) if fmt is None else None
+        if fmt is None and self.strategy in STRATEGY_DATA_HINTS and (report is None or other is not None):
+            field, why = STRATEGY_DATA_HINTS[self.strategy]  # a row this strategy cannot train on
+            found = f"this file has {other} rows" if other else f"found keys {sorted(row) if isinstance(row, dict) else type(row).__name__}"
+            raise DataError(name, lineno, field, f"{why} ({found})")
         if fmt is None:
             keys = sorted(row) if isinstance(row, dict) else type(row).__name__
             if report is None:

@@ -18,6 +18,10 @@ from typing import Any, Iterator
 from ..errors import DataError
 
 SHARD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")
+# Raw-text documents (training_strategy: pretrain): one file = one document, read as {"text": contents}. A
+# directory's text files are its shards only when it holds no data shards (a README.md beside JSONL shards
+# is not data).
+TEXT_SUFFIXES = (".txt", ".md")
 PARQUET_BATCH_ROWS = 1024
 
 
@@ -39,11 +43,19 @@ def parse_line(path: str, lineno: int, line: str, keep_invalid: bool) -> Any:
     """A JSONL line parsed; invalid JSON raises a DataError naming file and line (or is wrapped)."""
     try:
         return json.loads(line)
-    except json.JSONDecodeError as exc:
-        err = DataError(path, lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+    except (json.JSONDecodeError, RecursionError) as exc:
+        err = DataError(path, lineno, None, _json_problem(exc))
         if not keep_invalid:
             raise err from None
         return InvalidLine(err)
+
+
+def _json_problem(exc: Exception) -> str:
+    """The reason a JSON text was refused, in words (the parser's own messages end in a dangling 'at')."""
+    if isinstance(exc, RecursionError):
+        return "invalid JSON (nested too deeply: rows are objects of strings, lists and small objects)"
+    msg = exc.msg.removesuffix(" at").removesuffix(":")  # type: ignore[attr-defined]
+    return f"invalid JSON ({msg}, column {exc.colno})"  # type: ignore[attr-defined]
 
 
 def _decode(raw: bytes, path: str, lineno: int, offset: int) -> str:
@@ -67,10 +79,12 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]] | None:
     text = _decode(raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw, name, 1, 0)
     try:
         rows = json.loads(text)
+    except RecursionError as exc:
+        raise DataError(name, 1, None, _json_problem(exc)) from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several JSON values: JSONL whose first line is a list
             return None
-        raise DataError(name, exc.lineno, None, f"invalid JSON ({exc.msg})") from None
+        raise DataError(name, exc.lineno, None, _json_problem(exc)) from None
     if not isinstance(rows, list):
         return iter([(1, rows)])
     return enumerate(rows, start=1)
@@ -139,12 +153,20 @@ def _arrow_rows(path: Path) -> Iterator[tuple[int, Any]]:
             yield n, row
 
 
+def _text_document(path: Path) -> Iterator[tuple[int, Any]]:
+    """A .txt/.md file as one row ``{"text": its contents}`` (one document per file)."""
+    raw = path.read_bytes()
+    yield 1, {"text": _decode(raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw, str(path), 1, 0)}
+
+
 def file_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     """``(row number, row)`` of one file; JSONL rows come as ``RawLine`` (parsed by the caller)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(str(path), None, None, "no such file")
     suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return _text_document(path)
     if suffix == ".csv":
         return _csv_rows(path)
     if suffix == ".parquet":
@@ -175,7 +197,10 @@ def source_files(path: str | Path) -> list[Path]:
         return [path / n for n in names]
     shards = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SHARD_SUFFIXES)
     if not shards:
-        raise DataError(str(path), None, None, "directory holds no data shards (.jsonl, .json, .csv, .parquet)")
+        shards = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    if not shards:
+        raise DataError(str(path), None, None, "directory holds no data shards (.jsonl, .json, .csv, .parquet; "
+                        ".txt/.md documents for training_strategy: pretrain)")
     return shards
 
 

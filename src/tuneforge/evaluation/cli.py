@@ -7,6 +7,7 @@ import sys
 
 from ..tools.common import add_trust_argument
 from .metrics import BLEU_TOKENIZERS, GENERATION_METRICS, ROUGE_TOKENIZERS
+from .judge import render_judge
 from .results import PREDICTIONS_FILE, RESULTS_FILE
 from .run import EvalOptions, Outcome, run_eval
 
@@ -23,7 +24,10 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         rouge_tokenizer=args.rouge_tokenizer, bleu_tokenize=args.bleu_tokenize, device=args.device, dtype=args.dtype,
         lm_eval_tasks=_csv(args.lm_eval_tasks) if args.lm_eval_tasks else [], lm_eval_include=args.lm_eval_include,
         lm_eval_limit=args.lm_eval_limit, trust_remote_code=args.trust_remote_code,
-        allow_pickle_weights=args.allow_pickle_weights)
+        allow_pickle_weights=args.allow_pickle_weights, compare=args.compare, judge=args.judge,
+        judge_model=args.judge_model, judge_api_key_env=args.judge_api_key_env, judge_template=args.judge_template,
+        judge_concurrency=args.judge_concurrency, judge_mode=args.judge_mode, judge_cache=args.judge_cache,
+        judge_retries=args.judge_retries, judge_max_tokens=args.judge_max_tokens)
 
 
 def report(outcome: Outcome, as_json: bool) -> None:
@@ -44,6 +48,8 @@ def report(outcome: Outcome, as_json: bool) -> None:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items()
                               if "," in k and "stderr" not in k and isinstance(v, (int, float)))
             print(f"lm-eval {task}: {shown}")
+        if results.get("judge"):
+            print(render_judge(results["judge"]))
     if outcome.output_dir is not None:
         print(f"results: {outcome.output_dir / RESULTS_FILE}, {outcome.output_dir / PREDICTIONS_FILE}", file=sys.stderr)
 
@@ -66,7 +72,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", metavar="FILE", help="rows in any training format (SFT, chat, ShareGPT, preference)")
     p.add_argument("--adapter", help="a LoRA adapter directory to apply to RUN_OR_MODEL")
     p.add_argument("--metrics", metavar="LIST",
-                   help=f"comma list of: loss, generation, {', '.join(GENERATION_METRICS)} (default: all that apply)")
+                   help=f"comma list of: loss, generation, {', '.join(GENERATION_METRICS)} (default: all that apply); "
+                        "peer (or rouge_l_jieba_punct, bleu4_nltk_char): LLaMA-Factory's ROUGE-L and BLEU-4 "
+                        "definitions beside tuneforge's, e.g. --metrics loss,generation,peer")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="longest greedy answer (default 256)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="rows per batch (default: the run's per_device_train_batch_size)")
     p.add_argument("--seq-length", type=int, default=None, metavar="N", help="truncate rows to this many tokens (default: the run's seq_length)")
@@ -86,4 +94,29 @@ def add_parser(subparsers) -> None:
     g.add_argument("--lm-eval-tasks", metavar="TASK[,TASK]", help="run these lm-eval tasks on the model (adapter merged)")
     g.add_argument("--lm-eval-include", metavar="DIR", help="directory of task YAML files (tasks over local data files)")
     g.add_argument("--lm-eval-limit", type=int, default=None, metavar="N", help="at most this many documents per task")
+    add_judge_arguments(p)
     p.set_defaults(func=_cmd)
+
+
+def add_judge_arguments(p) -> None:
+    g = p.add_argument_group("answers judged by a model (any OpenAI-compatible endpoint; docs/evaluation.md)")
+    g.add_argument("--judge", metavar="URL", help="the judge's endpoint, e.g. http://127.0.0.1:8000/v1 (a tuneforge "
+                   "serve, vLLM, a hosted API): each answer graded 1-10 against the reference, and with "
+                   "--compare-base/--compare each pair judged twice, the order swapped")
+    g.add_argument("--judge-model", metavar="NAME", help="the model name the judge endpoint serves")
+    g.add_argument("--judge-api-key-env", metavar="VAR", help="the environment variable holding the API key (the "
+                   "key itself is never written anywhere)")
+    g.add_argument("--compare", metavar="RUN_B", help="a second run evaluated on the same rows; the judge compares "
+                   "RUN's answers with RUN_B's")
+    g.add_argument("--judge-template", metavar="FILE", help="YAML with 'single' and/or 'pairwise' ({system, user} "
+                   "with {question} {reference} {answer} / {answer_a} {answer_b} {rubric}) and 'rubric' "
+                   "(default: built-in Chinese or English prompts, by each row's language)")
+    g.add_argument("--judge-concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    g.add_argument("--judge-mode", choices=("both", "single", "pairwise"), default="both",
+                   help="single grades, pairwise verdicts, or both (default; pairwise needs two answers per row)")
+    g.add_argument("--judge-cache", metavar="DIR", help="request/answer cache by content hash (default "
+                   "$TUNEFORGE_JUDGE_CACHE, else ~/.cache/tuneforge/judge): a re-run sends nothing already answered")
+    g.add_argument("--judge-max-tokens", type=int, default=1024, metavar="N",
+                   help="longest judge answer (reason and verdict; default 1024)")
+    g.add_argument("--judge-retries", type=int, default=5, metavar="N",
+                   help="retries of a request on 429/5xx or a lost connection, with exponential backoff (default 5)")

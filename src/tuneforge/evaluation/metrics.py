@@ -180,9 +180,12 @@ def score_corpus(predictions: Sequence[str], references: Sequence[str], metrics:
     effective order; the corpus BLEU and chrF use corpus statistics; exact match and ROUGE-L are row means."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    unknown = [m for m in metrics if m not in GENERATION_METRICS]
+    from .peer_metrics import PEER_INFO, PEER_METRICS, peer_scores
+
+    unknown = [m for m in metrics if m not in GENERATION_METRICS + PEER_METRICS]
     if unknown:
-        raise ConfigError(f"--metrics: unknown generation metric(s) {unknown}; expected {', '.join(GENERATION_METRICS)}.")
+        raise ConfigError(f"--metrics: unknown generation metric(s) {unknown}; expected "
+                          f"{', '.join(GENERATION_METRICS + PEER_METRICS)}.")
     scores = CorpusScores(per_row=[{} for _ in predictions])
     n = max(len(predictions), 1)
     if "exact_match" in metrics:
@@ -202,4 +205,9 @@ def score_corpus(predictions: Sequence[str], references: Sequence[str], metrics:
                                             "rouge-score's rougeL definition)", described[rouge_tokenizer], "0-1")
     if "chrf" in metrics:
         _sacrebleu_metric("chrf", predictions, references, bleu_tokenize, scores)
+    for name in (m for m in PEER_METRICS if m in metrics):  # --metrics peer: LLaMA-Factory's definitions
+        for row, value in zip(scores.per_row, peer_scores(name, predictions, references)):
+            row[name] = value
+        scores.summary[name] = sum(r[name] for r in scores.per_row) / n
+        scores.info[name] = MetricInfo(*PEER_INFO[name])
     return scores

@@ -27,6 +27,7 @@ METRIC_UNITS: dict[str, tuple[str, bool]] = {
     "eval_loss": ("nats/token", False), "perplexity": ("exp(loss)", False), "token_accuracy": ("fraction", True),
     "trained_tokens": ("tokens", True),
     "exact_match": ("fraction", True), "bleu": ("0-100", True), "rouge_l": ("F1 0-1", True), "chrf": ("0-100", True),
+    "rouge_l_jieba_punct": ("F 0-1", True), "bleu4_nltk_char": ("0-100", True),
     "dpo_loss": ("nats/pair", False), "rewards/accuracies": ("fraction", True), "rewards/margins": ("beta x nats", True),
     "rewards/chosen": ("beta x nats", True), "rewards/rejected": ("beta x nats", False),
     "logps/chosen": ("nats", True), "logps/rejected": ("nats", False), "pairs": ("pairs", True),

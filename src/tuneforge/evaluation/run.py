@@ -15,11 +15,12 @@ from . import data as eval_data
 from .generate import greedy_answers
 from .loading import EvalModel, eval_config, open_eval_model
 from .metrics import BLEU_TOKENIZERS, GENERATION_METRICS, ROUGE_TOKENIZERS, score_corpus
+from .peer_metrics import PEER_METRICS, check_available
 from .preference import preference_metrics, reference_logps
 from .results import check_output, default_output, render_table, write_results
 from .teacher import sft_metrics
 
-METRIC_GROUPS = {"loss": (), "generation": GENERATION_METRICS}
+METRIC_GROUPS = {"loss": (), "generation": GENERATION_METRICS, "peer": PEER_METRICS}
 VERSIONED = ("torch", "transformers", "peft", "accelerate", "sacrebleu", "jieba", "lm_eval")
 
 
@@ -46,6 +47,16 @@ class EvalOptions:
     lm_eval_tasks: list[str] = field(default_factory=list)
     lm_eval_include: str | None = None
     lm_eval_limit: int | None = None
+    compare: str | None = None  # a second run whose answers the judge compares with RUN's
+    judge: str | None = None  # an OpenAI-compatible endpoint (..../v1) that judges the answers
+    judge_model: str | None = None
+    judge_api_key_env: str | None = None
+    judge_template: str | None = None
+    judge_concurrency: int = 4
+    judge_mode: str = "both"
+    judge_cache: str | None = None
+    judge_retries: int = 5
+    judge_max_tokens: int = 1024
 
 
 @dataclass
@@ -71,11 +82,14 @@ def plan_metrics(names: list[str] | None) -> Plan:
     """``--metrics``: 'loss', 'generation', or single generation metrics (exact_match, bleu, rouge_l, chrf)."""
     if not names:
         return Plan(True, GENERATION_METRICS)
-    unknown = [n for n in names if n not in METRIC_GROUPS and n not in GENERATION_METRICS]
+    unknown = [n for n in names if n not in METRIC_GROUPS and n not in GENERATION_METRICS + PEER_METRICS]
     if unknown:
-        raise ConfigError(f"--metrics: unknown {unknown}; expected loss, generation or any of {', '.join(GENERATION_METRICS)}.")
+        raise ConfigError(f"--metrics: unknown {unknown}; expected loss, generation, peer or any of "
+                          f"{', '.join(GENERATION_METRICS + PEER_METRICS)}.")
     generation = [m for m in GENERATION_METRICS if m in names or "generation" in names]
-    return Plan("loss" in names, tuple(generation))
+    peer = [m for m in PEER_METRICS if m in names or "peer" in names]  # LLaMA-Factory's definitions, opt-in
+    check_available(peer)
+    return Plan("loss" in names, tuple(generation + peer))
 
 
 def check_options(opts: EvalOptions) -> Plan:
@@ -100,7 +114,11 @@ def check_options(opts: EvalOptions) -> Plan:
         raise ConfigError("--data FILE is needed (rows in any training format), or --lm-eval-tasks.")
     if opts.output:
         check_output(Path(opts.output))
-    return plan_metrics(opts.metrics)
+    plan = plan_metrics(opts.metrics)
+    from .judged import check_judged_options
+
+    check_judged_options(opts, plan)
+    return plan
 
 
 def versions() -> dict[str, str]:
@@ -307,6 +325,10 @@ def run_eval(opts: EvalOptions, *, write: bool = True) -> Outcome:
     else:
         outcome = Outcome({"tuneforge_eval": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "metrics": {},
                            "delta": None, "versions": versions()}, [])
+    if opts.compare or opts.judge:
+        from .judged import compare_and_judge
+
+        compare_and_judge(outcome, opts, plan, evaluate_model)
     if opts.lm_eval_tasks:
         from .lm_eval_tasks import run_lm_eval
 

@@ -127,7 +127,7 @@ class CausalLMLoss(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, *, targets: torch.Tensor,
-                output: str = CROSS_ENTROPY):
+                output: str = CROSS_ENTROPY, temperature: float = 1.0):
         hidden = self._hidden(input_ids, attention_mask, position_ids)
         mask = targets != IGNORE_INDEX
         h, t = hidden[mask], targets[mask]
@@ -138,10 +138,14 @@ class CausalLMLoss(nn.Module):
             logits = self._head_logits(h)
             loss = nn.functional.cross_entropy(logits, t, reduction="sum")
             return loss, (logits.argmax(-1) == t).sum()
+        if temperature != 1.0 and head is not None and head.bias is None:
+            h = h / temperature  # (h / T) W^T = logits / T: the sampling distribution's log-probs (GRPO), fused
+        elif temperature != 1.0:
+            head = None
         if head is not None:
             token_logps = linear_token_logps(h, head.weight, head.bias, t)
         else:
-            logits = self._head_logits(h)
+            logits = self._head_logits(h) / temperature
             token_logps = logits.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(logits, -1)
         out = torch.zeros(targets.shape, dtype=token_logps.dtype, device=token_logps.device)
         return out.masked_scatter(mask, token_logps)

@@ -211,7 +211,7 @@ def _continue_adapter(model: nn.Module, cfg: TrainConfig) -> nn.Module:
 def dropout_disabled(cfg: TrainConfig) -> bool:
     """``disable_dropout``, defaulting to on for DPO: the policy's log-probs must not be noisier than the
     dropout-free reference's (the DPO authors' setting; TRL's ``disable_dropout=True``)."""
-    return cfg.disable_dropout if cfg.disable_dropout is not None else cfg.training_strategy == "dpo"
+    return cfg.disable_dropout if cfg.disable_dropout is not None else cfg.training_strategy in ("dpo", "kto", "grpo")
 
 
 def disable_dropout(model: nn.Module) -> None:

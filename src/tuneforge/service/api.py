@@ -6,14 +6,16 @@ from __future__ import annotations
 import hmac
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Optional
+from urllib.parse import urlencode
 
 from fastapi import Body, FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from . import engine_imports
 from .core import TaskService
-from .errors import BadRequest, ServiceError, TooLarge
+from ..httpguard import GuardSettings, RequestGuard, allowed_hosts
+from .errors import BadRequest, ServiceError
 from .events import parse_position, task_events
 from .settings import Settings
 
@@ -46,10 +48,32 @@ def _install_token_check(app: FastAPI, token: str) -> None:
         if not hmac.compare_digest(supplied, expected):  # constant time: no guessing by response timing
             return _error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (the token "
                                "'tuneforge console' printed), or open a page once with ?token=TOKEN.")
-        response = await call_next(request)
-        if request.query_params.get("token"):  # a browser opened a link with the token: remember it
+        if request.query_params.get("token") and request.method == "GET" and not request.url.path.startswith("/api/"):
+            # a browser opened a link with the token: remember it in a cookie and take it out of the address
+            # bar (and so out of the history, bookmarks and Referer headers)
+            kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            response = RedirectResponse(request.url.path + (f"?{urlencode(kept)}" if kept else ""), status_code=303)
+        else:
+            response = await call_next(request)
+        if request.query_params.get("token"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
+
+
+UPLOAD_OVERHEAD = 1 << 20  # multipart framing and the name field around an upload's bytes
+
+
+def _install_guard(app: FastAPI, settings: Settings) -> None:
+    """Host, same-origin and body-size checks before any route (httpguard's docstring)."""
+    upload_limit = int(settings.upload_limit_mb * 2**20) + UPLOAD_OVERHEAD
+    body_limit = int(settings.max_body_mb * 2**20)
+
+    def limit_for(path: str) -> int:
+        return upload_limit if path.rstrip("/") == "/api/datasets" else body_limit
+
+    app.add_middleware(RequestGuard, settings=GuardSettings(
+        hosts=allowed_hosts(settings.host, settings.allowed_hosts), body_limit=limit_for,
+        refuse=lambda status, message, key: _error(status, message, key)))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -170,14 +194,6 @@ def _deployment_routes(app: FastAPI, service: TaskService) -> None:
         return service.deployments.chat(task_id, payload)
 
 
-def _read_upload(upload: UploadFile, limit_mb: float) -> bytes:
-    limit = int(limit_mb * 1024 * 1024)
-    data = upload.file.read(limit + 1)  # never more than the limit in memory
-    if len(data) > limit:
-        raise TooLarge(f"file: over the upload limit of {limit_mb:g} MiB.", "file")
-    return data
-
-
 def _dataset_routes(app: FastAPI, service: TaskService) -> None:
     @app.get("/api/datasets")
     def list_datasets() -> list:
@@ -185,8 +201,7 @@ def _dataset_routes(app: FastAPI, service: TaskService) -> None:
 
     @app.post("/api/datasets", status_code=201)
     def upload(file: UploadFile = File(...), name: Optional[str] = Form(None)) -> dict:
-        data = _read_upload(file, service.settings.upload_limit_mb)
-        return service.add_dataset(file.filename or "data.jsonl", data, name)
+        return service.add_dataset(file.filename or "data.jsonl", file.file, name)  # streamed, counted, hashed
 
     @app.get("/api/datasets/{dataset_id}")
     def get_dataset(dataset_id: RowId) -> dict:
@@ -234,6 +249,7 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
     app.state.service = service
     if service.settings.token:
         _install_token_check(app, service.settings.token)
+    _install_guard(app, service.settings)  # outermost: a foreign Host or site is refused before the token check
     _install_error_handlers(app)
     _task_routes(app, service)
     _task_control_routes(app, service)

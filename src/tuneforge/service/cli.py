@@ -67,7 +67,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     max_concurrent=args.max_concurrent, executor=args.executor, ray_address=args.ray_address,
                     token=token, allow_dirs=[Path(d) for d in args.allow_dir or []],
                     sample_interval=args.sample_interval, stop_grace=args.stop_grace,
-                    upload_limit_mb=args.upload_limit_mb)
+                    upload_limit_mb=args.upload_limit_mb, max_body_mb=args.max_body_mb,
+                    allowed_hosts=list(args.allowed_host or []), allow_remote_code=args.allow_remote_code)
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
@@ -108,6 +109,12 @@ def _add_console(sub) -> None:
     p.add_argument("--sample-interval", type=float, default=2.0, help="seconds between resources.jsonl rows (default 2)")
     p.add_argument("--stop-grace", type=float, default=30.0, help="seconds from SIGTERM to SIGKILL when stopping a task (default 30)")
     p.add_argument("--upload-limit-mb", type=float, default=512.0, help="largest dataset upload in MiB (default 512)")
+    p.add_argument("--max-body-mb", type=float, default=8.0,
+                   help="largest body of any other request in MiB (default 8); larger is refused with 413")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a Host name to answer besides the listening address, e.g. a reverse proxy's (repeatable)")
+    p.add_argument("--allow-remote-code", action="store_true",
+                   help="with a token: let tasks set trust_remote_code (model code from the hub runs on this machine)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
                    help="HTTP server log level (default warning)")
     p.set_defaults(func=_cmd_console)

@@ -3,20 +3,20 @@ the tests alike. Results are plain JSON-able dicts; user errors raise ``ServiceE
 and a message naming the key or field."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 from ..config import FIELDS, from_dict
 from ..errors import ConfigError, DataError, TuneforgeError
+from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
-from . import dataadapter
+from . import dataadapter, uploads
 from .deploy import Deployments
 from .errors import BadRequest, Conflict, NotFound, TooLarge
 from .estimate import memory_estimate
@@ -31,7 +31,6 @@ from ..training.rundir import init_run_dir, lock_holder
 
 RESUMABLE = ("interrupted", "stopped", "failed")
 SERVICE_KEYS = ("output_dir", "overwrite_output_dir")  # the service owns where a task writes
-DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 PREVIEW_KEYS = ("model", "training_strategy", "seq_length", "apply_chat_template", "system_prompt")
 BUILTIN_MODEL_ENTRY = {"id": "builtin:toy", "hub_id": "builtin:toy", "family": "builtin",
                        "notes": "tuneforge's tiny random-init model: runs offline on a CPU, learns nothing useful."}
@@ -44,6 +43,18 @@ def config_error_key(message: str) -> str | None:
         return match.group(1)
     found = [k for k in FIELDS if re.search(rf"\b{re.escape(k)}\b", message)]
     return found[0] if found else None
+
+
+def _data_paths(config: dict[str, Any]) -> list[str]:
+    """Every data file a task config names (train_data may be a list of paths or {path, ...} mappings)."""
+    found: list[str] = []
+    for key in ("train_data", "validation_data"):
+        value = config.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            path = item.get("path") if isinstance(item, dict) else item
+            if isinstance(path, str) and path:
+                found.append(path)
+    return found
 
 
 def _start_time(pid: int | None) -> float | None:
@@ -120,6 +131,11 @@ class TaskService:
         if not isinstance(config, dict):
             raise BadRequest("config: expected a mapping of config keys to values.", "config")
         raw = {k: v for k, v in config.items() if k not in SERVICE_KEYS}
+        if self.settings.token and not self.settings.allow_remote_code and raw.get("trust_remote_code") not in (
+                None, False, "false", "False", 0):
+            raise BadRequest("trust_remote_code: refused; this service is reachable from other machines and would run "
+                             "the model's code from the hub. Start the console with --allow-remote-code to permit it.",
+                             "trust_remote_code")
         try:
             raw = self.policy.resolve(raw)
         except PathRefused as exc:
@@ -148,8 +164,9 @@ class TaskService:
     def submit(self, config: Any, name: str | None = None, gpus: Any = None) -> dict[str, Any]:
         values, cfg = self._checked_config(config)
         gpus = self._checked_gpus(gpus)
-        if name is not None and not isinstance(name, str):
-            raise BadRequest("name: expected a string.", "name")
+        if name is not None and (not isinstance(name, str) or "\x00" in name):
+            raise BadRequest("name: expected a string without NUL bytes.", "name")
+        self.check_datasets(values)
         name = (name or "").strip()[:200] or f"{cfg.training_strategy}-{cfg.method} {Path(cfg.model).name}"
         with self.store.transaction():  # the row appears with its run directory set, or not at all
             task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
@@ -250,6 +267,11 @@ class TaskService:
     # -- runs trained outside the service -----------------------------------------------------------------
 
     def import_run(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        problem = path_text_problem(str(path))
+        if problem:
+            raise BadRequest(f"path: {problem}.", "path")
+        if name is not None and (not isinstance(name, str) or "\x00" in name):
+            raise BadRequest("name: expected a string without NUL bytes.", "name")
         run_dir = Path(path).expanduser().resolve()
         if self.policy.restricted and not any(r == run_dir or r in run_dir.parents for r in self.policy.model_roots()):
             raise BadRequest(f"path={str(path)!r}: outside the directories this service may read.", "path")
@@ -306,38 +328,55 @@ class TaskService:
             raise NotFound(f"dataset {dataset_id}: no such dataset.")
         return self.dataset_view(row)
 
-    def _free_name(self, filename: str) -> str:
-        base = Path(str(filename).replace("\\", "/")).name
-        suffix = Path(base).suffix.lower()
-        if suffix not in DATA_SUFFIXES:
-            raise BadRequest(f"file {base!r}: expected a {', '.join(DATA_SUFFIXES)} file.", "file")
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(base).stem).strip("_") or "data"
-        candidate, n = f"{stem}{suffix}", 1
-        while (self.settings.datasets_dir / candidate).exists():
-            n += 1
-            candidate = f"{stem}-{n}{suffix}"
-        return candidate
-
-    def add_dataset(self, filename: str, data: bytes, name: str | None = None) -> dict[str, Any]:
+    def add_dataset(self, filename: str, data: bytes | BinaryIO, name: str | None = None) -> dict[str, Any]:
+        """Receive, check and publish an uploaded data file as one step: the file under its final name and its
+        row appear together, or neither does (docs: service/uploads.py)."""
+        stem, suffix = uploads.upload_name(filename)
+        if name is not None and (not isinstance(name, str) or "\x00" in name):
+            raise BadRequest("name: expected a string without NUL bytes.", "name")
         limit = int(self.settings.upload_limit_mb * 1024 * 1024)
-        if len(data) > limit:
-            raise TooLarge(f"file: {len(data)} bytes is over the upload limit of {self.settings.upload_limit_mb:g} MiB.", "file")
-        safe = self._free_name(filename)
-        incoming = self.settings.datasets_dir / ".incoming"
-        incoming.mkdir(exist_ok=True)
-        tmp = incoming / f"{uuid.uuid4().hex}-{safe}"
-        tmp.write_bytes(data)
+        tmp, size, sha256 = uploads.receive(data, self.settings.datasets_dir / uploads.INCOMING, suffix, limit)
         try:
-            strategy, fmt = dataadapter.detect_strategy(str(tmp))
-            rows = dataadapter.validate_rows(str(tmp), strategy)
-        except (DataError, TuneforgeError) as exc:
+            _, fmt, rows = self._checked_rows(tmp, f"{stem}{suffix}")
+            final = uploads.publish(tmp, self.settings.datasets_dir, stem, suffix,
+                                    taken=lambda p: self.store.dataset_by_path(p) is not None)
+            try:
+                dataset_id = self.store.insert_dataset(name=(name or final.name)[:200], path=str(final),
+                                                       size_bytes=size, rows=rows, format=fmt, sha256=sha256)
+            except BaseException:
+                final.unlink(missing_ok=True)  # published by this call a moment ago, never handed out
+                raise
+        finally:
             tmp.unlink(missing_ok=True)
-            raise BadRequest(str(exc).replace(str(tmp), safe), "file") from None
-        final = self.settings.datasets_dir / safe
-        os.replace(tmp, final)
-        dataset_id = self.store.insert_dataset(name=(name or safe)[:200], path=str(final), size_bytes=len(data),
-                                               rows=rows, format=fmt)
         return self.get_dataset(dataset_id)
+
+    @staticmethod
+    def _checked_rows(path: Path, shown: str) -> tuple[str, str | None, int]:
+        """(strategy, row format, row count) of a received file; BadRequest naming ``file`` for a bad row."""
+        try:
+            strategy, fmt = dataadapter.detect_strategy(str(path))
+            return strategy, fmt, dataadapter.validate_rows(str(path), strategy)
+        except (DataError, TuneforgeError) as exc:
+            message = str(exc).replace(str(path), shown)
+            raise BadRequest(message if message.startswith(shown) else f"{shown}: {message}", "file") from None
+        except RecursionError:
+            raise BadRequest(f"{shown}: invalid JSON (nested too deeply).", "file") from None
+
+    def check_datasets(self, config: dict[str, Any]) -> None:
+        """Refuse to train on an uploaded data set whose file changed since it was accepted (size or digest)."""
+        for path in _data_paths(config):
+            row = self.store.dataset_by_path(path)
+            if row is None or not row.get("sha256"):
+                continue
+            try:
+                size, sha256 = uploads.file_digest(Path(path))
+            except OSError as exc:
+                raise Conflict(f"train_data: data set {row['id']} ({Path(path).name}) cannot be read ({exc.strerror}); "
+                               "upload it again.", "train_data") from None
+            if (size, sha256) != (row["size_bytes"], row["sha256"]):
+                raise Conflict(f"train_data: data set {row['id']} ({Path(path).name}) changed on disk since it was "
+                               f"uploaded ({row['size_bytes']} bytes, sha256 {row['sha256'][:12]}..., now {size} bytes, "
+                               f"sha256 {sha256[:12]}...); upload the new version as a new data set.", "train_data")
 
     def _dataset_config(self, dataset_id: int, keys: dict[str, Any]):
         dataset = self.get_dataset(dataset_id)

@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..config import PATH_KEYS
 from ..models import catalog
+from ..pathtext import path_text_problem, text_problem
 from .settings import Settings
 
 DATA_KEYS = ("train_data", "validation_data")
@@ -28,6 +30,21 @@ class PathRefused(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(message)
         self.key = key
+
+
+def _check_text(key: str, value: Any) -> None:
+    """No filesystem call may see a NUL byte or an over-long name (they raise instead of answering)."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(f"{key}[{i}]", item)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_text(f"{key}.{name}", item)
+    elif isinstance(value, str):
+        problem = path_text_problem(value) if key.split("[")[0].split(".")[0] in PATH_KEYS else text_problem(value)
+        if problem:
+            shown = value if len(value) <= 80 else value[:40] + "..." + value[-20:]
+            raise PathRefused(key.split("[")[0].split(".")[0], f"{key}={shown!r}: {problem}.")
 
 
 def _under(path: Path, roots: list[Path]) -> bool:
@@ -92,6 +109,8 @@ class PathPolicy:
 
     def resolve(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The config with its path keys made absolute; raises PathRefused for a path the request may not use."""
+        for key, value in raw.items():
+            _check_text(str(key), value)
         out = dict(raw)
         for key in DATA_KEYS:
             if out.get(key):

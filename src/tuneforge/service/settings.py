@@ -38,11 +38,28 @@ class Settings:
     poll_interval: float = 0.5  # seconds between worker passes
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a task is stopped
     upload_limit_mb: float = 512.0
+    max_body_mb: float = 8.0  # any other request body (configs, chat messages): larger is a 413
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names besides the listening address (proxies)
+    allow_remote_code: bool = False  # with a token: may a task set trust_remote_code (hub code runs on this machine)
     scan_runs: bool = True  # index runs trained from the terminal into home/runs
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
         self.allow_dirs = [Path(d).expanduser().resolve() for d in self.allow_dirs]
+        self.check()
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the flag (the console exits 2 with this message)."""
+        from ..errors import ConfigError
+
+        if not 0 <= int(self.port) <= 65535:
+            raise ConfigError(f"--port {self.port}: must be within 0..65535.")
+        for flag, value in (("--upload-limit-mb", self.upload_limit_mb), ("--max-body-mb", self.max_body_mb)):
+            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ConfigError(f"{flag} {value}: must be a positive number of MiB.")
+        for flag, value in (("--sample-interval", self.sample_interval), ("--stop-grace", self.stop_grace)):
+            if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+                raise ConfigError(f"{flag} {value}: must be a number of seconds >= 0.")
 
     @property
     def db_path(self) -> Path:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
 MIGRATIONS: list[str] = [
@@ -76,6 +76,8 @@ MIGRATIONS: list[str] = [
         error TEXT
     )
     """,
+    # 4: an accepted data set's content digest: a task refuses to train on a file that changed since its upload
+    "ALTER TABLE datasets ADD COLUMN sha256 TEXT",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -210,6 +212,9 @@ class Store:
 
     def get_dataset(self, dataset_id: int) -> dict | None:
         return self._row(self._execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone())
+
+    def dataset_by_path(self, path: str) -> dict | None:
+        return self._row(self._execute("SELECT * FROM datasets WHERE path = ?", (path,)).fetchone())
 
     def list_datasets(self) -> list[dict]:
         return [dict(r) for r in self._execute("SELECT * FROM datasets ORDER BY id DESC").fetchall()]

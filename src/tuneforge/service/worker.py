@@ -4,6 +4,7 @@ status, and enforces stop deadlines. ``recover()`` runs once at start: live task
 become ``interrupted`` (or take the status their recorded exit code gives)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -180,6 +181,7 @@ class Worker:
     def _launch(self, task: dict, gpu_ids: list[int]) -> None:
         run_dir = Path(task["run_dir"])
         try:
+            self.service.check_datasets(task["config"] or {})  # a data set changed by hand since its upload
             init_run_dir(run_dir)
             config_text = yaml.safe_dump({**task["config"], "output_dir": str(run_dir)}, allow_unicode=True, sort_keys=False)
             (run_dir / TASK_CONFIG_FILE).write_text(config_text, encoding="utf-8")
@@ -190,6 +192,9 @@ class Worker:
         except Exception as exc:  # cannot write the run directory, Ray refused the job ...
             self.service.store.update_task(task["id"], status="failed", finished_at=utc_now(),
                                            error=f"could not start: {exc}", gpu_ids=None)
+            with contextlib.suppress(OSError):
+                with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+                    log.write(f"tuneforge task {task['id']}: could not start: {exc}\n")
             self.service.notify()
             return
         self.service.store.update_task(task["id"], **handle)

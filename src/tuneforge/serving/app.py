@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.formats import Message
+from ..httpguard import GuardSettings, RequestGuard, allowed_hosts
 from ..data.templates import TemplateMismatch
 from ..models import inference
 from . import protocol
@@ -35,6 +37,9 @@ class ServerSettings:
     max_concurrent: int = 64  # requests in progress (generating or waiting); more are answered 429
     max_batch_size: int = 8  # sequences decoded together per model in memory
     default_max_tokens: int = 512  # when a chat request gives no max_tokens (capped by the context)
+    max_body_mb: float = 4.0  # a larger request body is refused with 413 before it is read
+    host: str = "127.0.0.1"  # the listening address: the Host names answered follow from it
+    allowed_hosts: tuple[str, ...] = ()  # more Host names to answer (a reverse proxy's)
 
 
 class ServerState:
@@ -120,6 +125,8 @@ def completion_jobs(state: ServerState, body: protocol.CompletionRequest, sink: 
     model = _check_request(state, body)
     vocab = len(model.tokenizer)
     prompts = body.prompts()
+    if not prompts:
+        raise ApiError(400, "prompt: empty list; give a string, a list of strings or token ids.", "prompt")
     if len(prompts) > MAX_PROMPTS:
         raise ApiError(400, f"{len(prompts)} prompts in one request; at most {MAX_PROMPTS}.", "prompt")
     jobs = []
@@ -206,6 +213,10 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
     app = FastAPI(title="tuneforge serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = state
     _install_error_handlers(app)
+    limit = int(state.settings.max_body_mb * 2**20)
+    app.add_middleware(RequestGuard, settings=GuardSettings(
+        hosts=allowed_hosts(state.settings.host, state.settings.allowed_hosts), body_limit=lambda _path: limit,
+        refuse=lambda status, message, param: ApiError(status, message, param).response()))
     auth = [Depends(_api_key_check(state))]
     _add_model_routes(app, state, auth)
     _add_generation_routes(app, state, auth)
@@ -236,13 +247,14 @@ def _add_generation_routes(app: FastAPI, state: ServerState, auth) -> None:
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(body: protocol.ChatCompletionRequest, request: Request):
         sink = Sink(asyncio.get_running_loop())
-        job = chat_job(state, body, sink)
+        # templating and tokenizing a long conversation takes a while: not on the loop that serves /health
+        job = await run_in_threadpool(chat_job, state, body, sink)
         return await _run(state, [job], sink, request, body, chat=True)
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(body: protocol.CompletionRequest, request: Request):
         sink = Sink(asyncio.get_running_loop())
-        jobs = completion_jobs(state, body, sink)
+        jobs = await run_in_threadpool(completion_jobs, state, body, sink)
         return await _run(state, jobs, sink, request, body, chat=False)
 
 

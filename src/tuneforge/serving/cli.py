@@ -31,6 +31,8 @@ def check_limits(args: argparse.Namespace) -> None:
                         ("--default-max-tokens", args.default_max_tokens)):
         if value < 1:
             raise ConfigError(f"{flag}={value}: must be >= 1.")
+    if not 0 < args.max_body_mb < float("inf"):
+        raise ConfigError(f"--max-body-mb={args.max_body_mb}: must be a positive number of MiB.")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port={args.port}: must be within 0..65535 (0 picks a free port).")
 
@@ -67,7 +69,9 @@ def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int
     models = load_models(specs, trust=TrustSettings(args.trust_remote_code, args.allow_pickle_weights),
                          dtype=args.dtype, device=device, max_model_len=args.max_model_len,
                          log=lambda line: print(line, file=sys.stderr, flush=True))
-    settings = ServerSettings(key, args.max_concurrent, args.max_batch_size, args.default_max_tokens)
+    settings = ServerSettings(key, args.max_concurrent, args.max_batch_size, args.default_max_tokens,
+                              max_body_mb=args.max_body_mb, host=args.host,
+                              allowed_hosts=tuple(args.allowed_host or ()))
     app = create_app(models, settings)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -156,6 +160,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--allow-pickle-weights", action="store_true", help="also load pickle .bin weights you trust")
     p.add_argument("--vllm-args", default="", metavar="'ARGS'",
                    help="extra arguments for vLLM's server, as one quoted string (--engine vllm)")
+    p.add_argument("--max-body-mb", type=float, default=4.0,
+                   help="largest request body in MiB (default 4); a larger one is refused with 413 before it is read")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a Host name to answer besides the listening address, e.g. a reverse proxy's (repeatable)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="warning")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=_cmd)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..models.kv_cache import cache_argument as _cache_argument  # noqa: F401 (moved to models/, kept here)
+from ..models.kv_cache import returned_cache as _returned_cache
 from .loading import BASE_ONLY, Backbone, ServedModel
 from .sampling import SamplingParams, TextTracker, make_generator, next_token
 
@@ -295,13 +297,22 @@ class Engine:
         """Pick each row's next token, hand out its text, and drop finished or cancelled rows."""
         keep: list[int] = []
         out: list[tuple[Sink, Event]] = []
+        failed: set[int] = set()  # jobs whose sampling failed in this step: they end, the others go on
         greedy = logits.argmax(dim=-1).tolist()  # one device sync for every greedy row
         for i, row in enumerate(batch.rows):
             if row.job.sink.cancelled:
                 self.cancelled += 1
                 continue
+            if id(row.job) in failed:
+                continue
             params = row.job.params
-            token = greedy[i] if params.greedy else next_token(logits[i], params, row.generator)
+            try:
+                token = greedy[i] if params.greedy else next_token(logits[i], params, row.generator)
+            except Exception as exc:  # this request alone fails; the rows of other requests keep decoding
+                log.warning("sampling failed for one request: %s", exc)
+                failed.add(id(row.job))
+                out.append((row.job.sink, Event("error", row.index, text=f"generation failed: {exc}")))
+                continue
             row.generated += 1
             finish, delta = _step_text(row, token)
             if delta:
@@ -313,7 +324,7 @@ class Engine:
             batch.last[i] = token
             keep.append(i)
         deliver(out)
-        batch.select(keep)
+        batch.select([i for i in keep if id(batch.rows[i].job) not in failed])
 
     @staticmethod
     def _fail(jobs: list[Job], exc: BaseException) -> None:
@@ -333,19 +344,6 @@ def _step_text(row: _Row, token: int) -> tuple[str | None, str]:
             len(row.job.prompt_ids) + row.generated >= row.job.model.context_limit:
         return "length", delta + row.tracker.flush()
     return None, delta
-
-
-def _cache_argument(model) -> str:
-    """transformers 5.2x names the key/value cache argument ``cache``; earlier releases ``past_key_values``."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _returned_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def _choices(jobs: list[Job]):

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 import torch
 
 
+GREEDY_BELOW = 1e-5  # a temperature under this (0 included) decodes greedily
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """One request's generation settings (already validated by the protocol layer)."""
@@ -25,7 +28,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        # below GREEDY_BELOW the distribution is one token anyway (as vLLM rounds it); sampling at such a
+        # temperature would only divide by a number that underflows
+        return self.temperature < GREEDY_BELOW
 
 
 def make_generator(params: SamplingParams, choice: int) -> torch.Generator | None:
@@ -40,15 +45,25 @@ def make_generator(params: SamplingParams, choice: int) -> torch.Generator | Non
     return gen
 
 
+class SamplingFailed(ValueError):
+    """One sequence's logits gave no distribution to sample from (NaN or infinite values)."""
+
+
 def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """The next token id from one row of logits ``[vocab]``."""
     if params.greedy:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    scaled = logits.double().cpu()
+    scaled = (scaled - scaled.max()) / params.temperature  # the best token at 0: no overflow at any temperature
+    probs = torch.softmax(scaled, dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise SamplingFailed("the model's logits are not finite numbers; no token can be sampled")
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
-        # keep the smallest set whose mass reaches top_p (the most likely token always stays)
+        # keep the smallest set whose mass reaches top_p; the most likely token always stays, however small
+        # top_p is (a top_p below the float's resolution would otherwise keep nothing)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        keep[0] = True
         probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
 

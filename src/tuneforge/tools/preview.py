@@ -124,7 +124,23 @@ def _dpo_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
     return rows
 
 
-ROW_BUILDERS: dict[str, Callable[[TrainConfig, object, int], list[dict]]] = {"sft": _sft_rows, "dpo": _dpo_rows}
+def _kto_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
+    """Prompt+completion of each KTO row, one per class it trains (a preference pair gives one of each)."""
+    rows = []
+    for source, enc in _first_rows(cfg, tokenizer, n):
+        if enc.item is None:
+            rows.append(_refused(source, enc))
+            continue
+        for label, seq, side in zip(("desirable", "undesirable"), enc.item.sequences(), (enc.item.chosen, enc.item.rejected)):
+            if side:
+                rows.append({"source": f"{source}, {label}", "dropped": _fate(enc),
+                             **_row_json(render(tokenizer, seq, enc.truncated))})
+    return rows
+
+
+# pretrain: a whole document, every token trained (training cuts documents longer than seq_length into pieces)
+ROW_BUILDERS: dict[str, Callable[[TrainConfig, object, int], list[dict]]] = {
+    "sft": _sft_rows, "dpo": _dpo_rows, "kto": _kto_rows, "pretrain": _sft_rows}
 
 
 def _row_json(row: RenderedRow) -> dict:

@@ -109,7 +109,10 @@ class TrainingLoop:
         self.on_step_end = on_step_end
         # The run resolves the geometry once (batch_fit.resolve_batch); a loop built directly takes the config's.
         self.geometry = geometry or BatchGeometry(cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps)
-        self.steps_per_epoch = steps_per_epoch(len(recipe.train_lengths), self.geometry, accelerator.num_processes)
+        # A recipe may train on each step's rows several times in a row (GRPO's grpo_num_iterations).
+        self.step_repeats = getattr(recipe, "step_repeats", 1)
+        self.steps_per_epoch = steps_per_epoch(len(recipe.train_lengths), self.geometry,
+                                               accelerator.num_processes) * self.step_repeats
         planned = math.ceil(cfg.num_train_epochs * self.steps_per_epoch)
         self.total_steps = cfg.max_steps if cfg.max_steps > 0 else planned
         self.optimizer = build_optimizer(cfg, model)
@@ -158,6 +161,8 @@ class TrainingLoop:
                                 self.cfg.seed, self.state.epoch,
                                 group_by_length=self.cfg.group_by_length and not self.cfg.packing,
                                 world_size=self.accelerator.num_processes, rank=self.accelerator.process_index)
+            if self.step_repeats > 1:
+                steps = [s for s in steps for _ in range(self.step_repeats)]
             while self.state.step_in_epoch < len(steps) and self.state.global_step < self.total_steps:
                 yield steps[self.state.step_in_epoch]
             if self.state.step_in_epoch >= len(steps):
@@ -266,7 +271,7 @@ class TrainingLoop:
         self.last_skip = None
         if self.micro_limit:
             micro_rows = rechunk(micro_rows, self.micro_limit)
-        batches = [self.recipe.collate(rows, "train") for rows in micro_rows]
+        batches = self._collate_step(micro_rows)
         local_units = sum(self.recipe.units(b) for b in batches)
         total_units = self._all_sum([float(local_units)])[0]
         if total_units == 0:
@@ -292,6 +297,14 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self._advance_schedule()
         return sums, grad_norm, finite
+
+    def _collate_step(self, micro_rows: list[list[int]]) -> list[Any]:
+        """The step's micro-batches; a recipe whose batches depend on the whole step (GRPO samples and scores
+        its rollouts for every micro-batch at once) builds them in ``step_batches``."""
+        step_batches = getattr(self.recipe, "step_batches", None)
+        if step_batches is not None:
+            return step_batches(micro_rows, self)
+        return [self.recipe.collate(rows, "train") for rows in micro_rows]
 
     def _skip_update(self, loss_value: float) -> None:
         """A non-finite loss or gradient norm: no update, counted towards the consecutive-fault limit."""

@@ -1,31 +1,19 @@
-"""What a run tells its user: the start and end banners, and the sinks that follow the metrics log during a
-run (the curves image and, optionally, TensorBoard).
+"""What a run tells its user: the start and end banners, and the curves image that follows the metrics log.
 
 ``RunReporter`` is called with every logged record (main process only, from the loop's progress
-hook): evaluation records redraw ``training_curves.png``; with ``report_to: tensorboard`` each
-numeric field becomes a scalar. ``finish()`` draws the final image after the run's end record.
+hook): evaluation records redraw ``training_curves.png``. ``finish()`` draws the final image after the
+run's end record. The experiment trackers (``report_to``, TensorBoard included) are ``trackers/``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..config import TrainConfig
-from ..errors import ConfigError
 from ..plots import CURVES_FILE, plot_metrics_file
 from ..storage import writing
-
-TENSORBOARD_DIR = "tensorboard"
-
-
-def _summary_writer_class():
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("report_to='tensorboard' needs the tensorboard package: pip install tensorboard "
-                          "(or pip install 'tuneforge[tensorboard]'), or set report_to: none.") from None
-    return SummaryWriter
+from .trackers import check_config
 
 
 class RunReporter:
@@ -36,23 +24,14 @@ class RunReporter:
         self.output_dir, self.metrics_path = output_dir, metrics_path
         self._last_plot = time.monotonic()  # the first image after one interval (short runs: only at the end)
         self.title = f"{cfg.training_strategy} {cfg.method} | {cfg.model}"
-        # Checked at construction (before weights load) so a missing package fails fast.
-        self._writer_class = _summary_writer_class() if cfg.report_to == "tensorboard" else None
-        self._writer: Any = None
+        # Checked at construction too (before weights load): a config built without from_dict fails fast.
+        check_config(cfg)
 
     @property
     def curves_path(self) -> Path:
         return self.output_dir / CURVES_FILE
 
     def __call__(self, record: dict) -> None:
-        if self._writer_class is not None:
-            if self._writer is None:
-                self._writer = self._writer_class(log_dir=str(self.output_dir / TENSORBOARD_DIR))
-            step = int(record.get("step", 0))
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "time"):
-                    self._writer.add_scalar(key, value, step)
-            self._writer.flush()
         if any(key.startswith("eval_") for key in record) \
                 and time.monotonic() - self._last_plot >= self.PLOT_INTERVAL_S:
             self.plot()
@@ -64,9 +43,6 @@ class RunReporter:
 
     def finish(self) -> None:
         self.plot()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
 
 def chain(*callbacks: Callable[[dict], None] | None) -> Callable[[dict], None]:

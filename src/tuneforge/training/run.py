@@ -35,6 +35,7 @@ from .parallel import (adjust_precision, engine_name, gathered_state_dict, prepa
                        save_pretrained_gathered)
 from .reporting import RunReporter, chain, end_banner, resume_line, start_banner
 from .strategies import strategy_for
+from .trackers.manager import TrackerSet
 
 __all__ = ["Run", "RunSummary", "run_training"]
 
@@ -116,6 +117,7 @@ class Run:
         self.log: MetricsLog | None = None
         self.printer: Any = None
         self.result: Any = None
+        self.trackers: TrackerSet | None = None
 
     @property
     def is_main(self) -> bool:
@@ -191,6 +193,8 @@ class Run:
         if plan.checkpoint is not None and acc.is_main_process:  # the steps after the checkpoint are redone
             self.discarded = ckpt.trim_metrics(self.out / METRICS_FILE, plan.saved["train_state"]["global_step"])
         self.log = MetricsLog(self.out / METRICS_FILE if acc.is_main_process else None)
+        if acc.is_main_process:
+            self._start_trackers()
         self.checkpointer = ckpt.Checkpointer(cfg, self.out, self.fingerprint, self.say)
         progress = None
         if acc.is_main_process:  # curves image / TensorBoard follow every record; the bar only when asked
@@ -275,6 +279,8 @@ class Run:
             write_model_card(self.out, cfg, self.base_name, self._card_facts(summary))
             self.reporter.finish()
             save_config(cfg, self.out, {"base_model": self.base_name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            if self.trackers:
+                self.trackers.finish(tracker_summary(summary), self.out)
             self.say(end_banner(cfg, result, self.start_step, summary.peak_memory, self.out,
                                 self.reporter.curves_path.name))
         return summary
@@ -300,12 +306,31 @@ class Run:
             facts[f"best {self.cfg.metric_for_best_model}"] = f"{summary.best_metric:.4f} at step {summary.best_step} (these weights)"
         return facts
 
+    def _start_trackers(self) -> None:
+        """Rank 0: the report_to trackers get the resolved config now and every metrics record from here on
+        (a resumed run continues the tracker runs in trackers.json)."""
+        self.trackers = TrackerSet.for_config(self.cfg, self.out, self.say)
+        if self.trackers:
+            self.trackers.start({**self.cfg.to_dict(), "method": self.cfg.method, "world_size": self.world},
+                                resumed=self.plan.checkpoint is not None)
+            self.log.listeners.append(self.trackers.log)
+
     def close(self) -> None:
+        if self.trackers is not None:
+            self.trackers.close()
         if self.log is not None:
             self.log.close()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def tracker_summary(summary: RunSummary) -> dict[str, Any]:
+    """What the trackers get as the run's summary: its figures and peak memory, flat."""
+    return {"steps": summary.steps, "train_loss": summary.train_loss, "best_metric": summary.best_metric,
+            "best_step": summary.best_step, "stopped_early": summary.stopped_early, "wall_time_s": summary.wall_time,
+            "tokens_per_second": summary.tokens_per_second, "trainable_params": summary.trainable_params,
+            "total_params": summary.total_params, **summary.peak_memory}
 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:

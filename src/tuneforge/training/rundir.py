@@ -31,7 +31,8 @@ RUN_FILES = ("metrics.jsonl", CONFIG_FILE, "README.md", "training_curves.png", "
              "adapter_model.safetensors", "config.json", "generation_config.json", "model.safetensors",
              "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
              "chat_template.jinja", "vocab.json", "merges.txt", "added_tokens.json")
-RUN_PATTERNS = ("checkpoint-*", "model-*.safetensors", "tensorboard")
+# trackers.json: a fresh run starts new tracker runs (the trackers' own stores, e.g. mlflow.db, keep the old ones).
+RUN_PATTERNS = ("checkpoint-*", "model-*.safetensors", "tensorboard", "trackers.json")
 
 
 def is_run_dir(path: str | Path) -> bool:

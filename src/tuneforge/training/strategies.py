@@ -12,9 +12,15 @@ from typing import Any, Callable
 
 from ..config import TrainConfig
 from ..data.dpo import build_dpo_data
+from ..data.prompts import build_prompt_data
+from ..data.kto import build_kto_data
+from ..data.pretrain import build_pretrain_data
 from ..data.sft import build_sft_data
 from ..errors import ConfigError
 from .dpo import make_dpo_recipe
+from .grpo import describe_prompts, make_grpo_recipe
+from .kto import describe_feedback, make_kto_recipe
+from .pretrain import describe_documents, make_pretrain_recipe
 from .reporting import describe_splits
 from .sft import make_sft_recipe
 
@@ -43,6 +49,10 @@ def _describe_pairs(data: Any) -> str:
 STRATEGIES: dict[str, Strategy] = {
     "sft": Strategy(build_data=build_sft_data, make_recipe=make_sft_recipe, describe_data=_describe_rows),
     "dpo": Strategy(build_data=build_dpo_data, make_recipe=make_dpo_recipe, describe_data=_describe_pairs),
+    "grpo": Strategy(build_data=build_prompt_data, make_recipe=make_grpo_recipe, describe_data=describe_prompts),
+    "kto": Strategy(build_data=build_kto_data, make_recipe=make_kto_recipe, describe_data=describe_feedback),
+    "pretrain": Strategy(build_data=build_pretrain_data, make_recipe=make_pretrain_recipe,
+                         describe_data=describe_documents),
 }
 
 

@@ -22,7 +22,7 @@ def client(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("console-home")
     app = create_app(Settings(home=home), start_worker=False)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -46,7 +46,7 @@ def test_empty_states(tmp_path):
     from tuneforge.service.api import create_app
     from tuneforge.service.settings import Settings
 
-    with TestClient(create_app(Settings(home=tmp_path), start_worker=False)) as c:
+    with TestClient(create_app(Settings(home=tmp_path), start_worker=False), base_url="http://127.0.0.1") as c:
         assert "No tasks yet" in c.get("/tasks").text
         assert "No data sets yet" in c.get("/datasets").text
         assert "Add the example data sets" in c.get("/datasets").text
@@ -156,7 +156,7 @@ def test_pages_and_static_files_need_the_token_when_one_is_set(tmp_path):
     from tuneforge.service.api import create_app
     from tuneforge.service.settings import Settings
 
-    with TestClient(create_app(Settings(home=tmp_path, token="s3cret"), start_worker=False)) as c:
+    with TestClient(create_app(Settings(home=tmp_path, token="s3cret"), start_worker=False), base_url="http://127.0.0.1") as c:
         assert c.get("/tasks").status_code == 401
         assert c.get("/static/console.css").status_code == 401
         assert c.get("/tasks/1/files/train.log").status_code == 401

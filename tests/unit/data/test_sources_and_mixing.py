@@ -48,7 +48,11 @@ def test_format_table_detects_each_format_and_gives_its_prompt():
             "instruction": {"instruction": "q", "input": "x", "output": "a"},
             "prompt_completion": {"prompt": "q", "completion": "a"}}
     assert [f.name for f in FORMATS] == ["preference", "messages", "sharegpt", "instruction", "prompt_completion",
-                                         "prompt"]
+                                         "prompt", "feedback", "text"]
+    # KTO feedback and pre-training text rows are detected only for the strategies that read them
+    assert detect_format({"prompt": "q", "completion": "a", "label": True}) == "prompt_completion"
+    assert detect_format({"prompt": "q", "completion": "a", "label": True}, ("feedback", "preference")) == "feedback"
+    assert detect_format({"text": "t"}) is None and detect_format({"text": "t"}, ("text",)) == "text"
     for name, row in rows.items():
         assert detect_format(row) == name
         assert prompt_messages(row, ("f", 1))[-1].role == "user"

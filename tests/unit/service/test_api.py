@@ -23,14 +23,14 @@ def allowed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, allowed):
     settings = Settings(home=tmp_path_factory.mktemp("home"), token=TOKEN, allow_dirs=[allowed], upload_limit_mb=0.01)
-    with TestClient(create_app(settings, start_worker=False), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    with TestClient(create_app(settings, start_worker=False), base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def open_client(tmp_path_factory):
     """No token (loopback): any path the config names may be used."""
-    with TestClient(create_app(Settings(home=tmp_path_factory.mktemp("home")), start_worker=False)) as c:
+    with TestClient(create_app(Settings(home=tmp_path_factory.mktemp("home")), start_worker=False), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -1,0 +1,133 @@
+"""Batched sampling with a key/value cache, for training rollouts (GRPO) and validation answers.
+
+The prompts are left-padded and run once (prefill, position ids counted from each row's first real
+token, as ``tuneforge serve``'s engine does); then one token per row per forward, reading the cache.
+A row leaves the batch when it emits a stop token or reaches ``max_new_tokens``, and its cache rows go
+with it (``batch_select_indices``), so the last long completions do not pay for the finished ones.
+
+Sampling draws from the process's default torch generator (on the model's device), which checkpoints
+save and restore: a resumed run draws the same completions. The entropy of each step's sampling
+distribution (logits / temperature, before top-k/top-p) is recorded for the ``entropy`` metric.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .kv_cache import cache_argument, returned_cache
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    greedy: bool = False
+
+
+@dataclass
+class Completions:
+    """Per prompt row (in input order): the sampled token ids (the stop token included when emitted)."""
+
+    tokens: list[list[int]] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)  # reached max_new_tokens without a stop token
+    entropy: list[float] = field(default_factory=list)  # summed over the row's sampled positions
+
+    def extend(self, other: "Completions") -> None:
+        self.tokens += other.tokens
+        self.truncated += other.truncated
+        self.entropy += other.entropy
+
+
+def filter_logits(scaled: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
+    """``scaled`` (rows, vocab) with the tokens outside top-k and outside the top-p nucleus set to -inf
+    (the most likely token always stays)."""
+    if top_k > 0 and top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(scaled, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        outside = torch.cumsum(probs, dim=-1) - probs >= top_p
+        scaled = scaled.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+    return scaled
+
+
+def pick_tokens(logits: torch.Tensor, s: SamplingSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next token per row, entropy of each row's sampling distribution)."""
+    scaled = logits.float() / (s.temperature if s.temperature > 0 else 1.0)
+    logp = torch.log_softmax(scaled, dim=-1)
+    entropy = -(logp.exp() * logp).nan_to_num().sum(-1)
+    if s.greedy:
+        return scaled.argmax(-1), entropy
+    probs = torch.softmax(filter_logits(scaled, s.top_p, s.top_k), dim=-1)
+    return torch.multinomial(probs, 1).squeeze(1), entropy
+
+
+@torch.no_grad()
+def sample_completions(model: nn.Module, prompts: Sequence[Sequence[int]], settings: SamplingSettings,
+                       stop_ids: Sequence[int], batch_size: int | None = None) -> Completions:
+    """One completion per prompt (repeat a prompt G times for G samples), ``batch_size`` rows at a time."""
+    out = Completions()
+    step = batch_size or len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(prompts), step):
+            out.extend(_sample_chunk(model, prompts[start:start + step], settings, stop_ids))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _sample_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: SamplingSettings,
+                  stop_ids: Sequence[int]) -> Completions:
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    result = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, logits = returned_cache(result), result.logits[:, -1, :]
+    next_pos = mask.sum(1, keepdim=True)
+    stops = torch.tensor(list(stop_ids), device=device)
+    n = len(prompts)
+    done = Completions([[] for _ in range(n)], [True] * n, [0.0] * n)
+    alive = list(range(n))  # original row of each batch row
+    cache_arg = cache_argument(model)
+    for t in range(s.max_new_tokens):
+        tokens, entropy = pick_tokens(logits, s)
+        finished = torch.isin(tokens, stops) if len(stop_ids) else torch.zeros_like(tokens, dtype=torch.bool)
+        keep = []
+        for b, (row, tok, ent, fin) in enumerate(zip(alive, tokens.tolist(), entropy.tolist(), finished.tolist())):
+            done.tokens[row].append(tok)
+            done.entropy[row] += ent
+            if fin:
+                done.truncated[row] = False
+            else:
+                keep.append(b)
+        if not keep or t + 1 == s.max_new_tokens:
+            break
+        if len(keep) < len(alive):
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
+            alive = [alive[b] for b in keep]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        result = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
+                       **{cache_arg: cache})
+        cache, logits = returned_cache(result), result.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return done
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> torch.Tensor:
+    width = width if width is not None else max((len(r) for r in rows), default=0)
+    return torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
+
+
+__all__ = ["SamplingSettings", "Completions", "sample_completions", "filter_logits", "pick_tokens", "pad_right"]
