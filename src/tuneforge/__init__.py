@@ -21,7 +21,9 @@ def run_config(config: Any = None, overrides: list[str] | None = None, *, progre
         cfg = from_dict({**config, **kwargs})
     else:
         cfg = load_config(config, overrides, **kwargs)
-    summary = run_training(cfg, progress=progress)
+    from .evaluation.during_training import generation_hook  # eval_generation_steps (the engine never imports it)
+
+    summary = run_training(cfg, progress=progress, step_hooks=[generation_hook])
     if cfg.eval_after_training and os.environ.get("RANK", "0") == "0":  # the command layer evaluates, not the engine
         from .evaluation.after_training import evaluate_after_training
 

@@ -76,7 +76,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         flags = ["--no-progress"] if args.no_progress else []
         return launch_processes(args.config, list(args.overrides) + flags, nproc)
-    summary = run_training(cfg, progress=not args.no_progress)
+    from .evaluation.during_training import generation_hook  # eval_generation_steps (the engine never imports it)
+
+    summary = run_training(cfg, progress=not args.no_progress, step_hooks=[generation_hook])
     _leave_process_group()
     if summary.run_evals and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
         print(_eval_summary(summary.run_evals))

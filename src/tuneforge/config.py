@@ -22,7 +22,7 @@ import yaml
 
 from . import preflight
 from .errors import ConfigError
-from .grpo_config import GRPO_BEST_METRICS, validate_grpo
+from .grpo_config import GRPO_BEST_METRICS, reward_paths_relative_to, validate_grpo
 from .pathtext import path_text_problem, text_problem
 from .preference_losses import PREFERENCE_LOSSES
 
@@ -68,6 +68,7 @@ BEST_METRICS: dict[str, set[str]] = {
     "sft": {"eval_loss", "eval_token_accuracy"},
     "pretrain": {"eval_loss", "eval_token_accuracy"},
     "kto": {"eval_loss", "eval_rewards/desirable", "eval_rewards/margins"},
+    "reward": {"eval_loss", "eval_accuracy", "eval_margin"},
     "grpo": GRPO_BEST_METRICS,
 }
 
@@ -75,7 +76,7 @@ BEST_METRICS: dict[str, set[str]] = {
 @dataclass
 class TrainConfig:
     # --- what to train -------------------------------------------------------------------------
-    training_strategy: Literal["sft", "dpo", "kto", "pretrain", "grpo"] = config_key("sft", "Training stage: 'sft' (supervised fine-tuning), 'dpo' (preference optimization), 'kto' (thumbs-up/down feedback: prompt, completion, label), 'pretrain' (continued pre-training on raw text), 'grpo' (online RL: sampled completions scored by reward_functions).")
+    training_strategy: Literal["sft", "dpo", "kto", "pretrain", "reward", "grpo"] = config_key("sft", "Training stage: 'sft' (supervised fine-tuning), 'dpo' (preference optimization), 'kto' (thumbs-up/down feedback: prompt, completion, label), 'pretrain' (continued pre-training on raw text), 'reward' (a reward model: the base with a scalar head, Bradley-Terry on preference pairs), 'grpo' (online RL: sampled completions scored by reward_functions).")
     model: str = config_key(BUILTIN_MODEL, "Base model: a local Hugging Face model directory, a hub id, or 'builtin:toy' (a tiny random-init toy model for trying the pipeline offline; it learns nothing useful).")
     adapter_name_or_path: Optional[str] = config_key(None, "Start from this LoRA adapter (e.g. an SFT run's output_dir). For DPO the adapter is also the frozen reference.")
     train_data: Optional[Union[str, list[str]]] = config_key(None, "Training data: a file (JSON array, JSONL, CSV, Parquet), a directory of such shards or a saved Hugging Face dataset; or a list of them to mix, each a path or {path, weight, max_rows} (weight: rows taken per epoch as a multiple of the source's rows, e.g. 0.3 or 2; max_rows: only its first rows). Row formats are detected per file.")
@@ -118,6 +119,8 @@ class TrainConfig:
     kto_beta: float = config_key(0.1, "KTO beta: scales the implied reward log(policy/reference); higher keeps the policy closer to the reference.", lo=0.0, lo_open=True, hi=100.0)
     kto_desirable_weight: float = config_key(1.0, "KTO weight of the desirable (label true) rows' loss. With more undesirable than desirable rows, raise it so weight x desirable rows is 1 to 1.33 x undesirable weight x undesirable rows (the KTO paper's range; a warning gives the numbers).", lo=0.0, lo_open=True, hi=100.0)
     kto_undesirable_weight: float = config_key(1.0, "KTO weight of the undesirable (label false) rows' loss (see kto_desirable_weight).", lo=0.0, lo_open=True, hi=100.0)
+    # --- reward model ---------------------------------------------------------------------------
+    reward_center_coefficient: Optional[float] = config_key(None, "Reward model: add this x (chosen reward + rejected reward)^2 to each pair's loss, keeping rewards centred on 0 (Eisenstein et al. 2023; 0.01 is usual). null = off.", lo=0.0, hi=100.0)
     # --- GRPO (README: GRPO; defaults as TRL 1.16's GRPOConfig) ----------------------------------
     grpo_beta: float = config_key(0.0, "GRPO KL coefficient to the reference (LoRA: the adapter switched off; full: a frozen copy). 0 = no reference pass (TRL's default; DeepSeek-R1 used 0.001).", lo=0.0, hi=100.0)
     grpo_epsilon: float = config_key(0.2, "GRPO lower clipping bound of the importance ratio (1 - epsilon).", lo=0.0, lo_open=True, hi=1.0)
@@ -143,6 +146,8 @@ class TrainConfig:
     early_stopping_patience: int = config_key(0, "Stop after this many evaluations without improvement of metric_for_best_model (0 = never).", lo=0)
     metric_for_best_model: str = config_key("eval_loss", "Metric that picks the best checkpoint and drives early stopping: eval_loss, eval_token_accuracy (SFT, pretrain), eval_rewards/accuracies (DPO) or eval_rewards/desirable (KTO).")
     eval_after_training: bool = config_key(False, "After the run: greedy answers to the validation set scored with exact match, BLEU, ROUGE-L and chrF (as 'tuneforge eval' does), written to output_dir/eval/validation/ next to metrics.jsonl.")
+    eval_generation_steps: int = config_key(0, "Every this many optimizer steps and at the last one (0 = never): greedy answers (at most max_completion_length new tokens) to the first eval_generation_rows validation prompts, scored against their references; logged to metrics.jsonl as eval_generation_bleu and eval_generation_rouge_l, the answers to generations.jsonl. SFT and DPO; one process.", lo=0)
+    eval_generation_rows: int = config_key(4, "How many validation rows eval_generation_steps answers (the first ones of the validation set).", lo=1, hi=10000)
     # --- runtime --------------------------------------------------------------------------------
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = config_key("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
     gradient_checkpointing: Union[bool, Literal["auto"]] = config_key(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
@@ -228,6 +233,18 @@ class TrainConfig:
             raise ConfigError(
                 f"metric_for_best_model={self.metric_for_best_model!r}: for training_strategy={self.training_strategy!r} "
                 f"use one of {sorted(allowed_best)}.")
+        if self.eval_generation_steps and self.training_strategy not in ("sft", "dpo"):
+            raise ConfigError(f"eval_generation_steps={self.eval_generation_steps}: answers are scored against the "
+                              f"references of SFT or DPO rows, not training_strategy={self.training_strategy!r}.")
+        if self.eval_generation_steps and not (self.validation_data or self.validation_split):
+            raise ConfigError(f"eval_generation_steps={self.eval_generation_steps} needs a validation set: set "
+                              "validation_data or validation_split.")
+        if self.training_strategy == "reward" and self.adapter_name_or_path:
+            raise ConfigError("adapter_name_or_path with training_strategy='reward': a reward model is trained from a "
+                              "model directory; merge the adapter first (tuneforge merge RUN --out DIR) and set model: DIR.")
+        if self.training_strategy == "reward" and self.packing:
+            raise ConfigError("packing=true with training_strategy='reward': a reward model scores each sequence at its "
+                              "last token, so rows cannot share a sequence; set packing: false.")
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules is empty: name at least one module, or 'all-linear'.")
         return self
@@ -456,6 +473,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 return os.path.normpath(base / value)  # examples/configs/../data/x -> examples/data/x
             return value
 
+        reward_paths_relative_to(raw, base)  # grpo_config.py: path/file.py:name entries
         for key in ("train_data", "validation_data"):
             value = raw.get(key)
             raw[key] = [relative_to_file(v) for v in value] if isinstance(value, list) else relative_to_file(value)

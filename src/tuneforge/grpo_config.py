@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 from .errors import ConfigError
 from .rewards import check_entry
@@ -45,3 +46,21 @@ def validate_grpo(cfg) -> None:
     if cfg.metric_for_best_model not in GRPO_BEST_METRICS:
         raise ConfigError(f"metric_for_best_model={cfg.metric_for_best_model!r}: for training_strategy='grpo' use one "
                           f"of {sorted(GRPO_BEST_METRICS)}.")
+
+
+def reward_paths_relative_to(raw: dict, base) -> None:
+    """``path/file.py:name`` entries of ``reward_functions`` written relative to the config file, as data paths
+    are (an entry that exists from the working directory is left as it is)."""
+    from pathlib import Path
+
+    entries = raw.get("reward_functions")
+    if not isinstance(entries, list):
+        return
+    fixed = []
+    for entry in entries:
+        if isinstance(entry, str) and ".py:" in entry:
+            path, name = entry.rsplit(":", 1)
+            if not Path(path).is_absolute() and not Path(path).exists() and (Path(base) / path).is_file():
+                entry = f"{os.path.normpath(Path(base) / path)}:{name}"
+        fixed.append(entry)
+    raw["reward_functions"] = fixed

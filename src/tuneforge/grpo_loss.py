@@ -89,13 +89,15 @@ AGGREGATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.
 
 def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor | None, ref_logps: torch.Tensor | None,
                 advantages: torch.Tensor, mask: torch.Tensor, *, loss_type: str, beta: float, epsilon: float,
-                epsilon_high: float, max_completion_length: int) -> PolicyLossOutput:
+                epsilon_high: float, max_completion_length: int, kl_ratio_correction: bool = True) -> PolicyLossOutput:
     """The clipped surrogate with an optional k3 KL penalty, per completion token (B, T), aggregated by type.
 
     ``logps``: the policy's token log-probs of the sampled completions (with gradients); ``old_logps``: the same
     under the weights that sampled them (None = these weights, ratio 1 with the gradient of the log-prob);
     ``ref_logps``: under the reference (needed when ``beta`` > 0); ``advantages`` (B,); ``mask`` (B, T) 1 for a
-    completion token that counts.
+    completion token that counts. ``kl_ratio_correction`` multiplies the KL term by the importance ratio, which
+    makes its gradient the unbiased reverse-KL gradient even on-policy (DeepSeek-V3.2, 2025,
+    https://arxiv.org/abs/2512.02556; TRL 1.16's default ``use_bias_correction_kl``).
     """
     mask = mask.to(logps.dtype)
     old = logps.detach() if old_logps is None else old_logps
@@ -109,6 +111,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor | None, ref_logps: 
             raise ValueError("grpo_beta > 0 needs the reference log-probs")
         delta = ref_logps - logps
         kl = torch.exp(delta) - delta - 1  # k3 estimator of KL(policy || reference), Schulman 2020
+        if kl_ratio_correction:
+            kl = kl * ratio
         per_token = per_token + beta * kl
     loss_sum, units = AGGREGATIONS[loss_type](per_token, mask, max_completion_length)
     with torch.no_grad():

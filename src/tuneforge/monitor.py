@@ -17,7 +17,7 @@ GIB = 1024 ** 3
 # Counts are whole numbers; they are summed as floats across micro-batches and processes.
 COUNT_SUFFIXES = ("tokens", "pairs", "rows", "steps", "_params")
 # What an evaluation line on the terminal shows (every value is in metrics.jsonl).
-EVAL_SHOWN = ("eval_loss", "eval_token_accuracy", "eval_rewards/accuracies", "eval_rewards/margins")
+EVAL_SHOWN = ("eval_loss", "eval_token_accuracy", "eval_rewards/accuracies", "eval_rewards/margins", "eval_reward")
 
 
 def host_memory() -> dict[str, float]:
@@ -141,6 +141,8 @@ def progress_printer(total_steps: int | None = None, bar: bool = True) -> Callab
         if "loss" in record and bar:
             post = {"loss": f"{record['loss']:.4f}", "lr": f"{record.get('learning_rate', 0):.2e}",
                     "tok/s": f"{record.get('tokens_per_second', 0):.0f}"}
+            if "reward" in record:  # GRPO: the mean reward is what a run is watched for
+                post["reward"] = f"{record['reward']:.4f}"
             mem = record.get("gpu_peak_allocated_gib") or record.get("host_rss_gib")
             if mem is not None:
                 post["mem"] = f"{mem:.2f}G"

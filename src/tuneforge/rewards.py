@@ -61,15 +61,16 @@ def normalised_answer(text: str) -> Fraction | str | None:
     """The final answer of ``text`` as a Fraction when numeric (last ``\\boxed{}``, else the last number;
     ``\\frac{a}{b}``, ``a/b``, ``1,000`` and ``0.5`` understood), else the stripped boxed text; None if none."""
     boxed = _last_boxed(text)
-    source = boxed if boxed is not None else text
+    source = boxed.strip() if boxed is not None else text
     source = re.sub(r"\\d?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}", r"\1/\2", source)
-    numbers = _NUMBER.findall(source)
+    # a boxed answer is a number only when it is one as a whole; free text: its last number
+    numbers = ([source] if _NUMBER.fullmatch(source) else []) if boxed is not None else _NUMBER.findall(source)
     if numbers:
         try:
             return Fraction(numbers[-1].replace(",", ""))
         except (ValueError, ZeroDivisionError):
             pass
-    return boxed.strip() if boxed is not None else None
+    return source if boxed is not None else None
 
 
 def _fallback_equal(completion: str, gold: str) -> bool:

@@ -16,7 +16,7 @@ trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
 
 from tuneforge.grpo_loss import policy_loss  # noqa: E402
-from tuneforge.models.builtin import toy_model, toy_tokenizer  # noqa: E402
+from tuneforge.models.builtin import save_toy, toy_model, toy_tokenizer  # noqa: E402
 from tuneforge.models.forward import CausalLMLoss  # noqa: E402
 from tuneforge.training.grpo import RolloutBatch, completion_logps, rollout_sequences  # noqa: E402
 
@@ -29,6 +29,23 @@ CASES = [(loss_type, beta, mu) for loss_type in ("grpo", "bnpo", "dr_grpo", "dap
 @pytest.fixture(scope="module")
 def tok():
     return toy_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def trainers(tok, tmp_path_factory):
+    """TRL trainers built once per (beta, temperature); the loss type is switched per case (its attribute)."""
+    made: dict = {}
+
+    def get(loss_type, beta, temperature):
+        key = (beta, temperature)
+        if key not in made:
+            made[key] = _trl_trainer(tok, tmp_path_factory.mktemp("trl"), loss_type, beta, 2, temperature)
+        trainer = made[key]
+        trainer.loss_type = loss_type
+        trainer.model.zero_grad(set_to_none=True)
+        return trainer
+
+    return get
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +77,9 @@ def _trl_trainer(tok, tmp_path, loss_type, beta, mu, temperature):
                       max_completion_length=MAX_LEN, beta=beta, epsilon=0.2, epsilon_high=0.28, loss_type=loss_type,
                       num_iterations=mu, temperature=temperature, report_to=[], use_cpu=True, bf16=False, disable_dropout=True,
                       logging_steps=1)
-    model = toy_model(tok)
+    # grpo_beta > 0 makes TRL load a reference model by name: hand it the toy saved as a directory (its reference
+    # log-probs are then given in the inputs, as ours are)
+    model = str(save_toy(tmp_path / "toy")) if beta > 0 else toy_model(tok)
     trainer = GRPOTrainer(model=model, reward_funcs=[zero_reward], args=args,
                           train_dataset=Dataset.from_dict({"prompt": ["a", "b"]}), processing_class=tok)
     trainer.current_gradient_accumulation_steps = 1
@@ -75,7 +94,7 @@ def _ours(tok, prompts, completions):
 
 
 @pytest.mark.parametrize("loss_type,beta,mu", CASES)
-def test_loss_and_gradients_match_trl(tok, rollouts, tmp_path, loss_type, beta, mu):
+def test_loss_and_gradients_match_trl(tok, rollouts, trainers, loss_type, beta, mu):
     temperature = 0.7 if loss_type == "dapo" else 1.0  # once at a temperature other than 1
     prompts, completions, advantages, noise_old, noise_ref = rollouts
     module, seqs, cmask = _ours(tok, prompts, completions)
@@ -93,7 +112,7 @@ def test_loss_and_gradients_match_trl(tok, rollouts, tmp_path, loss_type, beta, 
     ours.backward()
     our_grads = {n: p.grad for n, p in module.model.named_parameters() if p.grad is not None}
 
-    trainer = _trl_trainer(tok, tmp_path, loss_type, beta, mu, temperature)
+    trainer = trainers(loss_type, beta, temperature)
     model = trainer.model
     model.train()
     prompt_ids = torch.tensor(prompts)

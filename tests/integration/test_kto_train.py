@@ -70,3 +70,9 @@ def test_kto_trains_end_to_end(tmp_path, write_jsonl):
     for key in ("loss", "rewards/desirable", "rewards/undesirable", "logps/desirable", "logps/undesirable", "kl"):
         assert key in train_rec[-1] and "eval_" + key in evals[-1]
     assert evals[-1]["eval_rewards/margins"] > evals[0]["eval_rewards/margins"]  # it learns the labels
+
+
+def test_a_single_row_is_refused(tmp_path, write_jsonl, toy_tokenizer):
+    path = write_jsonl(tmp_path / "one.jsonl", [{"prompt": "q", "completion": "a", "label": True}])
+    with pytest.raises(DataError, match="KTO needs at least 2"):
+        build_kto_data(from_dict({"training_strategy": "kto", "train_data": str(path)}), toy_tokenizer)

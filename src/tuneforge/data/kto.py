@@ -19,9 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from ..kto_losses import ratio_advice
 from .encode import EncodedPair
 from .formats import RowReport
+from .sources import data_sources
 from .split import Split, prepare_data
 
 
@@ -85,6 +87,10 @@ def build_kto_data(cfg, tokenizer) -> KTOData:
     balance is outside the KTO paper's range for the configured weights."""
     data = prepare_data(cfg, tokenizer, strategy="kto")
     train = KTOSplit(data.train, cfg.seq_length)
+    if len(train) < 2:
+        raise DataError(str(data_sources(cfg.train_data)[0].path), None, None,
+                        f"{len(train)} training row: KTO needs at least 2 (the KL term pairs each prompt with another "
+                        "row's completion)")
     validation = KTOSplit(data.validation, cfg.seq_length) if data.validation is not None else None
     advice = ratio_advice(train.n_desirable, len(train) - train.n_desirable, cfg.kto_desirable_weight,
                           cfg.kto_undesirable_weight)

@@ -124,13 +124,19 @@ def run_validation_items(cfg: TrainConfig, tokenizer) -> list[GenerationItem]:
     (``validation_data``, or the rows ``validation_split`` held out); [] when the run has none."""
     from ..training.strategies import STRATEGIES
 
-    validation = STRATEGIES[cfg.training_strategy].build_data(cfg, tokenizer).validation
+    return validation_items(cfg, STRATEGIES[cfg.training_strategy].build_data(cfg, tokenizer).validation)
+
+
+def validation_items(cfg: TrainConfig, validation: Any, limit: int | None = None) -> list[GenerationItem]:
+    """Prompts and references of an encoded validation split's rows (its first ``limit``), read back from
+    the files they came from; [] for no split."""
     if validation is None:
         return []
+    wanted = list(validation.sources)[:limit] if limit is not None else list(validation.sources)
     paths = [cfg.validation_data] if cfg.validation_data else [s.path for s in data_sources(cfg.train_data)]
     skip = RowReport() if cfg.on_bad_rows == "skip" else None
     by_source = {ex.source: ex for path in paths for ex in load_examples(path, cfg.training_strategy, skip)}
-    examples = [by_source[s] for s in validation.sources if s in by_source]
+    examples = [by_source[s] for s in wanted if s in by_source]
     return generation_items(EncodedSplit(examples=examples), cfg.training_strategy)
 
 

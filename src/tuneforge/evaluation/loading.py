@@ -28,7 +28,7 @@ from ..outputs import CONFIG_FILE
 _LAUNCH_KEYS = {"deepspeed": None, "fsdp": None, "resume_from_checkpoint": None, "validation_data": None,
                 "validation_split": 0.0, "overwrite_output_dir": False, "report_to": "none",
                 "on_bad_rows": "error", "effective_batch_size": None, "gradient_accumulation_steps": 1,
-                "metric_for_best_model": "eval_loss", "early_stopping_patience": 0}
+                "metric_for_best_model": "eval_loss", "early_stopping_patience": 0, "eval_generation_steps": 0}
 
 
 def is_run_dir(path: str) -> bool:

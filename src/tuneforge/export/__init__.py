@@ -6,3 +6,5 @@ types, streaming one tensor at a time), ``vocab`` (tokenizer and chat template a
 file), ``verify`` (transformers' GGUF loader against the run's own model), ``runtime_files`` (Ollama
 Modelfile, README) and ``adapter`` (``--adapter-only``: a llama.cpp LoRA adapter GGUF).
 """
+
+DTYPES = ("f32", "f16", "bf16", "q8_0")  # --dtype choices (kept here: the CLI imports no torch to list them)

@@ -52,7 +52,9 @@ def _metadata(model, spec, vocab, dtype: str, name: str):
         writer.add_name(name)
         writer.add_file_type(tensors.FILE_TYPES[dtype])
         if dtype == "q8_0":
-            writer.add_quantization_version(2)  # gguf.GGML_QUANT_VERSION
+            import gguf
+
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for _key, method, value in archs.hyperparameters(model.config, spec):
             getattr(writer, method)(value)
         write_vocab(writer, vocab)
@@ -99,6 +101,7 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
         info = runtime_files.RuntimeInfo(name, filename, vocab.chat_template, _system_for_ollama(tokenizer, source),
                                          runtime_files.stop_tokens(tokenizer), runtime_files.generation_defaults(model),
                                          int(source.run_config.get("seq_length") or model.config.max_position_embeddings))
+        peak_after_write = _peak_rss_gib()
         verify.expected_after_rounding(model, plans, ref)
         del model  # the reader's copy comes next: never two models at once
         report = _verify(staging, filename, ref, stops, tokenizer, source, dtype, say)
@@ -106,6 +109,7 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
         (staging / "Modelfile").write_text(runtime_files.modelfile(info), encoding="utf-8")
         (staging / "README.md").write_text(runtime_files.readme(info), encoding="utf-8")
         report.update(source=str(run), dtype=dtype, seconds=round(time.perf_counter() - started, 2),
+                      peak_rss_gib={"load_and_write": peak_after_write, "with_verification": _peak_rss_gib()},
                       bytes=(staging / filename).stat().st_size)
         (staging / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         outdir.move_into_place(staging, target)
@@ -114,6 +118,17 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
     say(f"exported to {target / filename} ({(target / filename).stat().st_size / 2**20:,.1f} MiB), "
         f"{target / 'Modelfile'}, {target / 'README.md'}")
     return target / filename
+
+
+def _peak_rss_gib() -> float | None:
+    """This process's peak resident memory so far (Linux/macOS), for the report."""
+    try:
+        import resource
+        import sys
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)
 
 
 def _system_for_ollama(tokenizer, source) -> str | None:

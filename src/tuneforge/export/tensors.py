@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from . import DTYPES  # noqa: F401  (re-exported)
 from .archs import ArchSpec
 
-DTYPES = ("f32", "f16", "bf16", "q8_0")
 # file_type (general.file_type, llama.cpp's LlamaFileType) per --dtype
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # buffers llama.cpp computes itself

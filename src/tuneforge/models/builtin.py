@@ -45,6 +45,20 @@ def toy_model(tokenizer, dtype: torch.dtype = torch.float32, **config_overrides)
     return model.to(dtype)
 
 
+def toy_reward_model(tokenizer, dtype: torch.dtype = torch.float32, **config_overrides):
+    """The toy with a scalar head (LlamaForSequenceClassification, num_labels=1): the reward model's base. Its
+    decoder weights are the toy's (same seed, built first); the head is drawn after them."""
+    from transformers import LlamaForSequenceClassification
+
+    cfg = toy_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                     num_labels=1, **config_overrides)
+    devices = [] if not torch.cuda.is_available() else None
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(TOY_SEED)
+        model = LlamaForSequenceClassification(cfg)
+    return model.to(dtype)
+
+
 def save_toy(directory: str | Path) -> Path:
     """Write the toy model and tokenizer as an ordinary Hugging Face directory (safetensors)."""
     directory = Path(directory)

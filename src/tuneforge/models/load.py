@@ -94,6 +94,31 @@ def _quantization_config(cfg: TrainConfig, precision: Precision):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+@dataclass(frozen=True)
+class ModelHead:
+    """What a strategy trains on top of the base: the transformers auto class, its extra loading arguments, the
+    peft task type and the modules trained whole (not through LoRA) beside the adapter."""
+
+    auto_class: str
+    kwargs: tuple[tuple[str, object], ...]
+    task_type: str
+    modules_to_save: tuple[str, ...] | None
+    toy: str  # the built-in toy's builder in models/builtin.py
+
+
+CAUSAL_LM = ModelHead("AutoModelForCausalLM", (), "CAUSAL_LM", None, "toy_model")
+# Strategies whose model is not a causal LM. The reward model's scalar head ('score' in transformers'
+# *ForSequenceClassification) starts untrained, so with LoRA it is trained whole.
+MODEL_HEADS: dict[str, ModelHead] = {
+    "reward": ModelHead("AutoModelForSequenceClassification", (("num_labels", 1),), "SEQ_CLS", ("score",),
+                        "toy_reward_model"),
+}
+
+
+def model_head(cfg: TrainConfig) -> ModelHead:
+    return MODEL_HEADS.get(cfg.training_strategy, CAUSAL_LM)
+
+
 def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision: Precision,
                     base_dir: Path | None = None) -> tuple[nn.Module, str]:
     """The base causal LM and the path an adapter should name as its base.
@@ -101,13 +126,14 @@ def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision
     The built-in toy is written to ``base_dir`` (inside the run's output_dir) when an adapter will
     be saved against it, or loaded quantized, so the run directory is self-contained.
     """
-    from transformers import AutoModelForCausalLM
+    import transformers
 
+    head = model_head(cfg)
     name = resolve_model_name(cfg.model)
     quant = _quantization_config(cfg, precision)
     if is_builtin(name):
         if quant is None and base_dir is None:
-            return builtin.toy_model(tokenizer, dtype=precision.load_dtype).to(device), name
+            return getattr(builtin, head.toy)(tokenizer, dtype=precision.load_dtype).to(device), name
         assert base_dir is not None
         if not toy_copy_complete(base_dir):
             save_toy_atomically(base_dir)
@@ -120,12 +146,14 @@ def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device.index if device.type == "cuda" else "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        model = getattr(transformers, head.auto_class).from_pretrained(name, **dict(head.kwargs), **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         msg = first_line(exc)
         if "safetensors" in msg.lower() and not cfg.allow_pickle_weights:
             msg += " (only safetensors weights are loaded; set allow_pickle_weights: true to accept pickle .bin files you trust)"
         raise ConfigError(f"model={cfg.model!r}: cannot load it ({msg}).") from None
+    if head is not CAUSAL_LM and model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # sequence classification pools at the last non-pad token
     if quant is None:
         model.to(device)
     elif device.type == "cpu":
@@ -170,7 +198,8 @@ def attach_lora(model: nn.Module, cfg: TrainConfig) -> nn.Module:
             raise ConfigError(f"lora_target_modules={cfg.lora_target_modules}: {missing} not found in {cfg.model}; "
                               f"its linear layers are {available} (or use 'all-linear').")
     lora = LoraConfig(r=cfg.lora_dim, lora_alpha=cfg.resolved_lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+                      target_modules=targets, task_type=model_head(cfg).task_type, bias="none",
+                      modules_to_save=list(model_head(cfg).modules_to_save or []) or None)
     return get_peft_model(model, lora)
 
 

@@ -75,13 +75,28 @@ def sample_completions(model: nn.Module, prompts: Sequence[Sequence[int]], setti
     out = Completions()
     step = batch_size or len(prompts)
     was_training = model.training
+    threads = torch.get_num_threads()
     model.eval()
     try:
+        torch.set_num_threads(decode_threads(model, threads))
         for start in range(0, len(prompts), step):
             out.extend(_sample_chunk(model, prompts[start:start + step], settings, stop_ids))
     finally:
+        torch.set_num_threads(threads)
         model.train(was_training)
     return out
+
+
+SMALL_MODEL_PARAMETERS = 50_000_000
+
+
+def decode_threads(model: nn.Module, threads: int) -> int:
+    """Intra-op threads while decoding. A small model on CPU decodes one token per row with tiny matrix products,
+    where thread hand-offs cost more than they save: on 2 busy cores the toy model sampled 20 tokens/s with 2
+    threads and 380 with 1 (bench/RESULTS.md). Larger models and GPUs keep the setting."""
+    first = next(model.parameters())
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+    return 1 if first.device.type == "cpu" and small else threads
 
 
 def _sample_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: SamplingSettings,

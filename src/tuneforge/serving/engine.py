@@ -135,6 +135,8 @@ class _Batch:
 
     def extend(self, other: "_Batch") -> None:
         """Append another batch's rows, left-padding the shorter cache."""
+        if not other.rows:  # every row of the other batch already finished (or failed) at its first token
+            return
         if not self.rows:
             self.rows, self.cache, self.mask, self.last = other.rows, other.cache, other.mask, other.last
             return
@@ -241,8 +243,21 @@ class Engine:
         try:
             fresh = self._prefill(jobs)
         except Exception as exc:
+            if len(jobs) > 1:  # find the request at fault: each prompt alone, so one bad request fails alone
+                for job in jobs:
+                    self._prefill_alone(job)
+                return
             log.exception("prefill failed")
             self._fail(jobs, exc)
+            return
+        self._batch.extend(fresh)
+
+    def _prefill_alone(self, job: Job) -> None:
+        try:
+            fresh = self._prefill([job])
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._fail([job], exc)
             return
         self._batch.extend(fresh)
 

@@ -30,7 +30,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..export.tensors import DTYPES
+    from ..export import DTYPES
 
     p = subparsers.add_parser(
         "export", help="export a run as GGUF (llama.cpp, Ollama, LM Studio), verified by reading it back",

@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -110,8 +110,9 @@ class Run:
     """One training run. ``setup`` builds the parts, ``train`` runs the loop, ``save_outputs`` writes results;
     ``close`` releases the log and the output directory's lock (always call it)."""
 
-    def __init__(self, cfg: TrainConfig, *, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True, step_hooks: Sequence[Callable[["Run"], Any]] = ()):
         self.cfg, self.show_bar = cfg, progress
+        self.hook_factories = tuple(step_hooks)  # the command layer's (e.g. eval_generation_steps); each may give None
         self.accelerator: Any = None
         self.lock: rundir.RunLock | None = None
         self.log: MetricsLog | None = None
@@ -172,7 +173,7 @@ class Run:
     def _build_model(self) -> None:
         cfg, acc = self.cfg, self.accelerator
         self.model, self.base_name = prepare_model(cfg, self.tokenizer, self.device, self.precision, self.out)
-        self.loss_module = CausalLMLoss(self.model)
+        self.loss_module = (self.strategy.wrap_model or CausalLMLoss)(self.model)
         prepare_model_for_engine(cfg, acc, self.model, self.loss_module)
         self.requested_batch = cfg.per_device_train_batch_size
         # What defines the run as requested ('auto' stays 'auto'): the resume check compares the same form.
@@ -201,11 +202,24 @@ class Run:
             self.printer = progress_printer(bar=self.show_bar)
             progress = chain(self.reporter, self.printer)
         self.loop = TrainingLoop(cfg, self.recipe, self.model, self.loss_module, acc, self.out, self.log,
-                                 progress=progress, on_step_end=self.checkpointer,
+                                 progress=progress, on_step_end=self._step_end(),
                                  shrink_on_oom=self.requested_batch == "auto", geometry=self.geometry)
         if plan.checkpoint is not None:
             self.checkpointer.restore(self.loop, plan.checkpoint)
         self.start_step = self.loop.state.global_step
+
+    def _step_end(self) -> Callable[[TrainingLoop], None]:
+        """After each step: the command layer's hooks, then the checkpointer (so a checkpoint follows their records)."""
+        hooks = [hook for hook in (make(self) for make in self.hook_factories) if hook is not None]
+        if not hooks:
+            return self.checkpointer
+
+        def step_end(loop: TrainingLoop) -> None:
+            for hook in hooks:
+                hook(loop)
+            self.checkpointer(loop)
+
+        return step_end
 
     def _announce(self) -> None:
         """The start banner, the memory estimate (and the gradient-checkpointing decision), the start record."""
@@ -333,9 +347,9 @@ def tracker_summary(summary: RunSummary) -> dict[str, Any]:
             "total_params": summary.total_params, **summary.peak_memory}
 
 
-def run_training(cfg: TrainConfig, *, progress: bool = True) -> RunSummary:
+def run_training(cfg: TrainConfig, *, progress: bool = True, step_hooks: Sequence[Callable[[Run], Any]] = ()) -> RunSummary:
     """Train as configured and return the run's summary (``tuneforge.train`` and ``tuneforge train``)."""
-    run = Run(cfg, progress=progress)
+    run = Run(cfg, progress=progress, step_hooks=step_hooks)
     try:
         run.setup()
         run.train()

@@ -15,12 +15,15 @@ from ..data.dpo import build_dpo_data
 from ..data.prompts import build_prompt_data
 from ..data.kto import build_kto_data
 from ..data.pretrain import build_pretrain_data
+from ..data.reward import build_reward_data
 from ..data.sft import build_sft_data
 from ..errors import ConfigError
+from ..models.reward import RewardScore
 from .dpo import make_dpo_recipe
 from .grpo import describe_prompts, make_grpo_recipe
 from .kto import describe_feedback, make_kto_recipe
 from .pretrain import describe_documents, make_pretrain_recipe
+from .reward import make_reward_recipe
 from .reporting import describe_splits
 from .sft import make_sft_recipe
 
@@ -32,6 +35,8 @@ class Strategy:
     build_data: Callable[[TrainConfig, Any], Any]  # (cfg, tokenizer) -> data; bad data is refused here
     make_recipe: Callable[..., Any]  # (cfg, data, tokenizer, loss_module, accelerator) -> loop.Recipe
     describe_data: Callable[[Any], str]  # data -> the start banner's data line
+    # model -> the module the loop runs (default: models.forward.CausalLMLoss)
+    wrap_model: Callable[[Any], Any] | None = None
 
 
 def _describe_rows(data: Any) -> str:
@@ -53,6 +58,8 @@ STRATEGIES: dict[str, Strategy] = {
     "kto": Strategy(build_data=build_kto_data, make_recipe=make_kto_recipe, describe_data=describe_feedback),
     "pretrain": Strategy(build_data=build_pretrain_data, make_recipe=make_pretrain_recipe,
                          describe_data=describe_documents),
+    "reward": Strategy(build_data=build_reward_data, make_recipe=make_reward_recipe, describe_data=_describe_pairs,
+                       wrap_model=RewardScore),
 }
 
 

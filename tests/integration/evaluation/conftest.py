@@ -5,7 +5,8 @@ Its verdicts follow a fixed table read from the answers it is shown, so every sc
 equal scores tie (``[[C]]``); an answer without a marker scores ``1 + len(answer) % 10``. ``#bias`` in a pair
 makes the judge always prefer the first answer; ``#garbage`` makes it answer without a verdict;
 ``#flaky429`` / ``#flaky500`` make a request fail with 429 once / 500 twice before it succeeds; ``#down``
-fails with 503 while ``script.down`` is set; ``#slow`` hangs (bounded) while ``script.slow`` is set.
+fails with 503 while ``script.down`` is set; ``#bad400`` fails with 400; ``#slow`` hangs (bounded) while
+``script.slow`` is set; ``#pause`` takes 0.3 s (the most requests in flight at once are counted).
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class Script:
     require_key: str | None = None
     slow_seen: threading.Event = field(default_factory=threading.Event)
     failures: dict = field(default_factory=dict)  # body hash -> statuses still to answer before success
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def reset(self) -> None:
         self.calls.clear()
@@ -53,6 +56,7 @@ class Script:
         self.down = self.slow = True
         self.require_key = None
         self.slow_seen.clear()
+        self.in_flight = self.most_in_flight = 0
 
     def bodies(self) -> list[dict]:
         return [body for body, _ in self.calls]
@@ -68,6 +72,8 @@ class Script:
         pending = self._planned_failures(key, text)
         if pending:
             return pending.pop(0), "scripted failure"
+        if "#bad400" in text:
+            return 400, "this request is malformed"
         if "#down" in text and self.down:
             return 503, "down"
         if "#garbage" in text:
@@ -103,6 +109,11 @@ def make_app(script: Script):
                 if not script.slow:
                     break
                 await asyncio.sleep(0.1)
+        if "#pause" in body["messages"][-1]["content"]:  # long enough for the client's other requests to arrive
+            script.in_flight += 1
+            script.most_in_flight = max(script.most_in_flight, script.in_flight)
+            await asyncio.sleep(0.3)
+            script.in_flight -= 1
         status, text = script.respond(body)
         if status != 200:
             return JSONResponse({"error": {"message": text}}, status_code=status, headers={"Retry-After": "0"})

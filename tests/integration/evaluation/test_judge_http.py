@@ -124,6 +124,20 @@ def test_a_killed_evaluation_resumes_from_the_cache(stub, tmp_path):
     assert judge["single"]["tuned"]["mean"] == pytest.approx((2 + 3 + 4 + 5 + 9) / 5)
 
 
+def test_the_concurrency_limit_and_a_request_that_is_not_retried(stub, tmp_path):
+    url, script = stub
+    rows = [(f"Question {i}? #pause", "Answer.", f"#score={i + 1}", "-") for i in range(8)]
+    rows.append(("Broken #bad400", "Answer.", "#score=9", "-"))
+    data = _predictions(tmp_path / "answers.jsonl", rows)
+    args = ["eval", "--predictions", data, "--judge-mode", "single", "--judge-concurrency", "3"]
+    assert main(args + _judge_args(url, tmp_path, "out")) == 0
+    assert script.most_in_flight == 3  # 16 slow requests, never more than 3 at once (and the 3 are used)
+    judge = _results(tmp_path, "out")[0]["judge"]
+    # a 400 is this request's own fault: failed at once, not retried; the other 16 answered
+    assert judge["requests"] == {"sent": 18, "cached": 0, "retries": 0, "failed": 2} and len(script.calls) == 18
+    assert judge["single"]["tuned"]["failed"] == 1 and judge["single"]["tuned"]["scored"] == 8
+
+
 def test_a_refused_key_stops_with_a_clear_message(stub, tmp_path, capsys, monkeypatch):
     url, script = stub
     script.require_key = "right"

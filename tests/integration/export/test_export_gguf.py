@@ -53,7 +53,13 @@ def test_toy_lora_run_round_trips(toy_lora_run, tmp_path, capsys, dtype):
     """q8_0 is exported from a QLoRA run (the adapter merged into the float32 base, as merge does)."""
     run = _as_qlora_run(toy_lora_run, tmp_path) if dtype == "q8_0" else toy_lora_run
     out = tmp_path / "gguf"
-    assert main(["export", str(run), "--format", "gguf", "--out", str(out), "--dtype", dtype]) == 0
+    flags = []
+    if dtype == "f16":  # also: --overwrite replaces a non-empty directory (after verification)
+        out.mkdir()
+        (out / "old.txt").write_text("old export")
+        flags = ["--overwrite"]
+    assert main(["export", str(run), "--format", "gguf", "--out", str(out), "--dtype", dtype, *flags]) == 0
+    assert not (out / "old.txt").exists()
     said = capsys.readouterr().out
     assert "independent reader" in said and "identical to the run's" in said
     assert ("4-bit quantized base" in said and "never from quantized weights" in said) == (dtype == "q8_0")
@@ -84,7 +90,8 @@ def test_toy_lora_run_round_trips(toy_lora_run, tmp_path, capsys, dtype):
     assert "llama-cli -m" in readme and "ollama create" in readme and "lms import" in readme
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", ["f32", "q8_0", pytest.param("f16", marks=pytest.mark.slow),
+                                   pytest.param("bf16", marks=pytest.mark.slow)])  # all four on the toy run
 def test_qwen2_directory_round_trips_with_its_tokenizer(qwen2_dir, tmp_path, capsys, dtype):
     from gguf import GGUFReader
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,7 +150,7 @@ def test_adapter_only_writes_a_llama_cpp_lora_adapter(toy_lora_run, tmp_path, ca
     tensors = {t.name: dequantize(t.data, t.tensor_type) for t in reader.tensors}
     targets = json.loads((toy_lora_run / "adapter_config.json").read_text())["target_modules"]
     assert len(tensors) == 2 * len(targets) * 2  # per adapted layer of each of the 2 blocks: lora_a + lora_b
-    a, b = torch.from_numpy(tensors["blk.1.attn_q.weight.lora_a"]), torch.from_numpy(tensors["blk.1.attn_q.weight.lora_b"])
+    a, b = (torch.tensor(tensors[f"blk.1.attn_q.weight.lora_{x}"]) for x in "ab")
     assert a.shape == (8, 128) and b.shape == (128, 8)
     # base + alpha/rank * B @ A, in llama.cpp's Q row order, is the merged model's Q weight in that order
     base = AutoModelForCausalLM.from_pretrained(str(toy_lora_run / "base_model"), dtype=torch.float32)
@@ -168,8 +175,8 @@ def test_existing_output_is_never_overwritten_without_the_flag(toy_lora_run, tmp
     a_file.write_text("mine")
     assert main(["export", str(toy_lora_run), "--out", str(a_file), "--overwrite"]) == 2
     assert a_file.read_text() == "mine"
-    assert main(["export", str(toy_lora_run), "--out", str(busy), "--overwrite", "--dtype", "f32"]) == 0
-    assert not (busy / "keep.txt").exists() and _gguf(busy).name == "sft-lora-f32.gguf"
+    assert main(["export", str(toy_lora_run), "--out", str(toy_lora_run)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "file.gguf"]  # nothing half-written left
 
 
 def test_a_file_that_fails_verification_is_not_kept(toy_lora_run, tmp_path, capsys, monkeypatch):
@@ -181,3 +188,50 @@ def test_a_file_that_fails_verification_is_not_kept(toy_lora_run, tmp_path, caps
     said = capsys.readouterr()
     assert "failed verification" in said.err and "file check" in said.err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_qwen3_with_its_own_head_dim_round_trips(tmp_path, capsys):
+    """Qwen3's head_dim is not hidden/heads: the file carries attention.key_length/value_length and q/k norms."""
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from tuneforge.models.builtin import TOKENIZER_DIR
+
+    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    # head_dim 128 as in every Qwen3 release: transformers' GGUF reader does not read key_length for qwen3
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=128, max_position_embeddings=512,
+                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(3)
+    model_dir = tmp_path / "qwen3"
+    Qwen3ForCausalLM(cfg).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    out = tmp_path / "gguf"
+    assert main(["export", str(model_dir), "--out", str(out), "--dtype", "f32"]) == 0
+    fields = GGUFReader(str(_gguf(out))).fields
+    assert fields["general.architecture"].contents() == "qwen3" and fields["qwen3.attention.key_length"].contents() == 128
+    assert "blk.0.attn_q_norm.weight" in {t.name for t in GGUFReader(str(_gguf(out))).tensors}
+
+
+@pytest.mark.slow
+def test_llama_cpp_greedy_matches_tuneforge_generate(toy_lora_run, tmp_path, capsys):
+    """llama.cpp itself (llama-cpp-python, a source build) loads the export, tokenizes the run's prompt as the run
+    does, and its greedy answer is `tuneforge generate --temperature 0`'s."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "gguf"
+    assert main(["export", str(toy_lora_run), "--out", str(out), "--dtype", "f32"]) == 0
+    prompt = "How many apples in crate 3?"
+    capsys.readouterr()
+    assert main(["generate", str(toy_lora_run), "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "8"]) == 0
+    expected = capsys.readouterr().out.strip()
+    run_tok = AutoTokenizer.from_pretrained(str(toy_lora_run))
+    messages = [{"role": "system", "content": RUN_SYSTEM}, {"role": "user", "content": prompt}]
+    text = run_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    llm = llama_cpp.Llama(model_path=str(_gguf(out)), n_ctx=256, verbose=False)
+    ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    assert ids == run_tok(text, add_special_tokens=False)["input_ids"]
+    answer = llm.create_completion(ids, max_tokens=8, temperature=0.0, top_k=1, repeat_penalty=1.0)
+    assert answer["choices"][0]["text"].replace("<|im_end|>", "").strip() == expected

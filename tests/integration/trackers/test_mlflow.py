@@ -80,13 +80,14 @@ class _Crash(Exception):
 def test_resumed_run_continues_the_same_mlflow_run(tmp_path, run_keys, monkeypatch, helpers):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "run"
-    keys = {**run_keys, "output_dir": str(out), "report_to": "mlflow", "max_steps": 4, "save_steps": 2,
+    # 3 steps per epoch: checkpoints at 2, 3 (epoch end) and 4; the crash at 5 makes the resume redo step 5.
+    keys = {**run_keys, "output_dir": str(out), "report_to": "mlflow", "max_steps": 6, "save_steps": 2,
             "tracker_log_model": True}
     original_call = ck.Checkpointer.__call__
 
     def call(self, loop):
         original_call(self, loop)
-        if loop.state.global_step == 3:  # one step past checkpoint-2: step 3 is logged, then redone
+        if loop.state.global_step == 5:
             raise _Crash()
 
     monkeypatch.setattr(ck.Checkpointer, "__call__", call)
@@ -102,8 +103,9 @@ def test_resumed_run_continues_the_same_mlflow_run(tmp_path, run_keys, monkeypat
     assert run.info.run_id == first_id and run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     records = helpers.read_records(out)
-    assert [r.get("event") for r in records].count("resume") == 1
+    assert [(r["step"], r.get("event")) for r in records if r.get("event") == "resume"] == [(4, "resume")]
     _assert_every_record_logged(client, first_id, records, helpers.numeric_fields)
+    assert [m.step for m in client.get_metric_history(first_id, "loss")].count(5) == 2  # redone: logged twice
     # tracker_log_model: the adapter itself is in the run's artifacts.
     assert "model/adapter_model.safetensors" in [a.path for a in client.list_artifacts(first_id, "model")]
 

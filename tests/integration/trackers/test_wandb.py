@@ -109,3 +109,38 @@ def test_without_offline_mode_or_credentials_nothing_runs(tmp_path, run_keys, mo
     with pytest.raises(ConfigError, match="WANDB_MODE=offline"):
         tuneforge.train({**run_keys, "output_dir": str(tmp_path / "o"), "report_to": "wandb"}, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(tmp_path, run_keys, monkeypatch, helpers):
+    from tuneforge.training import checkpoint as ck
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    out = tmp_path / "run"
+    keys = {**run_keys, "output_dir": str(out), "report_to": "wandb", "max_steps": 6, "save_steps": 2}
+    original_call = ck.Checkpointer.__call__
+
+    def call(self, loop):
+        original_call(self, loop)
+        if loop.state.global_step == 5:  # one step past checkpoint-4: step 5 is redone after the resume
+            raise _Crash()
+
+    monkeypatch.setattr(ck.Checkpointer, "__call__", call)
+    with pytest.raises(_Crash):
+        tuneforge.train(keys, progress=False)
+    monkeypatch.setattr(ck.Checkpointer, "__call__", original_call)
+    first = json.loads((out / "trackers.json").read_text())["wandb"]["id"]
+    tuneforge.train({**keys, "resume_from_checkpoint": "auto"}, progress=False)
+    assert json.loads((out / "trackers.json").read_text())["wandb"]["id"] == first
+    files = sorted((out / "wandb").glob(f"offline-run-*-{first}/run-{first}.wandb"))
+    assert len(files) == 2  # one offline file per process, the same run id: `wandb sync` joins them
+    records = _finished_records(files[-1])
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.run_id == first
+    steps = {int(_items(r.history.item)["_step"]) for r in records if r.WhichOneof("record_type") == "history"}
+    assert steps == {4, 5, 6}  # the resume record at the checkpoint's step, then the redone and new steps

@@ -10,7 +10,7 @@ SRC = Path(tuneforge.__file__).parent
 
 def _hooked(monkeypatch) -> list:
     calls = []
-    monkeypatch.setattr("tuneforge.training.run.run_training", lambda cfg, progress=True: RunSummary(cfg.output_dir, "lora", 1, 0.5))
+    monkeypatch.setattr("tuneforge.training.run.run_training", lambda cfg, progress=True, **hooks: RunSummary(cfg.output_dir, "lora", 1, 0.5))
     monkeypatch.setattr("tuneforge.evaluation.after_training.evaluate_after_training", lambda cfg, **kw: calls.append(cfg))
     return calls
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import posixpath
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ LOCAL_STORE, LOCAL_ARTIFACTS = "mlflow.db", "mlflow-artifacts"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one parameter value
 BATCH = 100  # log_batch takes at most 100 parameters (and 1000 metrics) per call
 OUTPUT_REFERENCE = "tuneforge_output.json"
+
+
+def mlflow_name(key: str) -> str:
+    """The record's field name, unless MLflow refuses it: characters outside letters, digits, ``_ - . / :`` and
+    space become '_', and a name that reads as a different path ('a//b', './a') loses its slashes."""
+    name = sanitize(key)
+    return name.replace("/", "_") if posixpath.normpath(name) != name or name.startswith("/") else name
 
 
 def _uri_from_env() -> str | None:
@@ -54,6 +62,7 @@ class MlflowTracker(Tracker):
             artifacts = (self.run_dir / LOCAL_ARTIFACTS).as_uri() if local else None
             experiment_id = client.create_experiment(name, artifact_location=artifacts)
         params = flat_params(config)
+        resume_id = resume_id or getattr(self, "run_id", None)  # a start that failed after creating the run
         if resume_id is not None:
             run = client.get_run(resume_id)
             client.update_run(resume_id, status="RUNNING")
@@ -81,7 +90,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         stamp = int(1000 * float(record.get("time") or time.time()))
-        metrics = [Metric(sanitize(k), v, stamp, step) for k, v in metrics_of(record).items()]
+        metrics = [Metric(mlflow_name(k), v, stamp, step) for k, v in metrics_of(record).items()]
         for i in range(0, len(metrics), 10 * BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 10 * BATCH])
 

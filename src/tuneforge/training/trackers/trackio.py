@@ -35,13 +35,17 @@ class TrackioTracker(Tracker):
 
     def finish(self, summary: dict[str, Any], output_dir: Path) -> None:
         self.run.log({f"summary/{k}": v for k, v in metrics_of(summary).items()}, step=self.last_step)
-        self.run.finish()
-        self.run = None
+        self.close()
 
     def close(self) -> None:
         run, self.run = getattr(self, "run", None), None
-        if run is not None:
-            run.finish()
+        if run is None:
+            return
+        from trackio import context_vars
+
+        run.finish()
+        if context_vars.current_run.get() is run:  # else trackio's exit hook finishes it a second time
+            context_vars.current_run.set(None)
 
 
 TRACKER = TrackioTracker

@@ -56,13 +56,12 @@ class WandbTracker(Tracker):
                                     dir=os.environ.get("WANDB_DIR") or str(self.run_dir), config=config,
                                     allow_val_change=True, reinit="create_new", settings=settings)
         local_dir = str(Path(run.dir).parent)  # wandb/offline-run-<time>-<id> or wandb/run-<time>-<id>
-        offline = bool(run.settings._offline)
-        return TrackerRun(id=run.id, name=run.name or self.run_name(), project=run.project, url=run.url or None,
-                          location=local_dir, view=f"wandb sync {local_dir}" if offline else run.url,
-                          extra={"mode": "offline" if offline else "online"})
+        url = None if run.offline else run.url  # (an offline run's url warns)
+        return TrackerRun(id=run.id, name=run.name or self.run_name(), project=run.project, url=url,
+                          location=local_dir, view=f"wandb sync {local_dir}" if run.offline else url,
+                          extra={"mode": "offline" if run.offline else "online"})
 
     def log(self, record: dict[str, Any], step: int) -> None:
-        # W&B keeps one value per step and ignores steps below its last one (steps redone after a resume).
         self.run.log(metrics_of(record), step=step)
 
     def finish(self, summary: dict[str, Any], output_dir: Path) -> None:
