@@ -407,15 +407,29 @@ def _coerce_train_data(key: str, value: Any) -> Any:
     return [_data_source(key, item) for item in value]
 
 
+def check_value(key: Any, value: Any) -> Any:
+    """One key's value, coerced to its type and checked against its own range (not against other keys)."""
+    if not isinstance(key, str) or key not in FIELDS:
+        raise unknown_key_error(key)
+    value = _coerce_train_data(key, value) if key == "train_data" else _coerce(key, value, _HINTS[key])
+    _check_range(key, value, FIELDS[key].metadata)
+    return value
+
+
+def value_errors(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for every key whose value is wrong on its own, so a form can flag them all at once."""
+    errors = []
+    for key, value in raw.items():
+        try:
+            check_value(key, value)
+        except ConfigError as exc:
+            errors.append((str(key), str(exc)))
+    return errors
+
+
 def from_dict(raw: dict[str, Any]) -> TrainConfig:
     """Build and validate a config from a mapping (YAML/JSON contents plus overrides)."""
-    values = {}
-    for key, value in raw.items():
-        if not isinstance(key, str) or key not in FIELDS:
-            raise unknown_key_error(key)
-        value = _coerce_train_data(key, value) if key == "train_data" else _coerce(key, value, _HINTS[key])
-        _check_range(key, value, FIELDS[key].metadata)
-        values[key] = value
+    values = {key: check_value(key, value) for key, value in raw.items()}
     return preflight.check(TrainConfig(**values).validate())
 
 

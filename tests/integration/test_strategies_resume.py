@@ -34,7 +34,8 @@ class _Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("strategy", ["kto", "pretrain", "reward"])
+@pytest.mark.parametrize("strategy", [pytest.param("kto", marks=pytest.mark.slow), "pretrain",
+                                      pytest.param("reward", marks=pytest.mark.slow)])
 def test_crash_then_resume_matches_an_uninterrupted_run(tmp_path, write_jsonl, monkeypatch, strategy):
     keys = {"training_strategy": strategy, "train_data": _data(strategy, tmp_path, write_jsonl),
             "per_device_train_batch_size": 2, "seq_length": 32, "lora_dim": 4, "max_steps": 5, "logging_steps": 2,

@@ -22,8 +22,9 @@ EXAMPLE_FILES = ("sft_train.jsonl", "sft_val.jsonl", "dpo_train.jsonl", "dpo_val
 STATIC_DIR = Path(__file__).parent / "static"
 NAV = (("/models", "Models", "models"), ("/datasets", "Data sets", "datasets"), ("/tasks/new", "New task", "new"),
        ("/tasks", "Tasks", "tasks"), ("/compare", "Compare", "compare"))
-# Keys that differ between any two tasks by construction: not worth highlighting on the compare page.
-_PER_TASK_KEYS = ("output_dir",)
+# Keys that differ between any two tasks by construction, or only say how a task was started (a resume, a
+# clone): not a difference in what was trained, so not highlighted on the compare page.
+_PER_TASK_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
@@ -286,7 +287,7 @@ def compare_page(request: Request, ids: list[str] = Query(default=[])) -> Respon
     wanted = [int_id(part) for raw in ids for part in raw.split(",") if part.strip()]
     chosen = [call(service.get_task, i) for i in dict.fromkeys(wanted)]
     return render(request, "compare.html", "compare", "Compare tasks", tasks=chosen,
-                  all_tasks=call(service.list_tasks), rows=config_rows(chosen))
+                  all_tasks=call(service.list_tasks), rows=config_rows(chosen), machine_gpus=service.gpus)
 
 
 def config_rows(tasks: list[dict]) -> list[dict]:

@@ -50,12 +50,28 @@ def parse_line(path: str, lineno: int, line: str, keep_invalid: bool) -> Any:
         return InvalidLine(err)
 
 
+# The JSON parser's messages, in words a user can act on ({col}: the column it names).
+JSON_PROBLEMS = {
+    "Unterminated string starting at": "a string starts at column {col} and never ends: the line is cut off in "
+                                       "the middle of a string (the file looks truncated)",
+    "Invalid control character at": "a raw control character (a tab or a line break) inside a string at column "
+                                     "{col}; write it as \\t or \\n",
+    "Expecting value": "no JSON value at column {col} (a missing value, a trailing comma, or text without quotes)",
+    "Expecting ',' delimiter": "a ',' is missing before column {col} (or the line is cut off)",
+    "Expecting ':' delimiter": "a ':' is missing after the key before column {col}",
+    "Expecting property name enclosed in double quotes": "a key at column {col} is not in double quotes (JSON "
+                                                          "needs \"key\"; a trailing comma before '}}' also causes this)",
+    "Extra data": "more than one JSON value on the line (the next starts at column {col}); write one row per line",
+}
+
+
 def _json_problem(exc: Exception) -> str:
-    """The reason a JSON text was refused, in words (the parser's own messages end in a dangling 'at')."""
+    """The reason a JSON text was refused, in words, with its column (one message for uploads and training)."""
     if isinstance(exc, RecursionError):
         return "invalid JSON (nested too deeply: rows are objects of strings, lists and small objects)"
-    msg = exc.msg.removesuffix(" at").removesuffix(":")  # type: ignore[attr-defined]
-    return f"invalid JSON ({msg}, column {exc.colno})"  # type: ignore[attr-defined]
+    msg, col = exc.msg, exc.colno  # type: ignore[attr-defined]
+    words = JSON_PROBLEMS.get(msg)
+    return f"invalid JSON: {words.format(col=col)}" if words else f"invalid JSON ({msg.removesuffix(' at')}, column {col})"
 
 
 def _decode(raw: bytes, path: str, lineno: int, offset: int) -> str:

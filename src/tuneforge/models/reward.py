@@ -38,11 +38,9 @@ def score(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 8) ->
     return out
 
 
-def load_scorer(path: str, device: str = "cpu"):
-    """A reward-model run's output (full model or LoRA adapter + head) as ``score(texts) -> list[float]``.
-
-    ``texts`` are rendered as training rendered them (chat template applied: prompt + answer + end of turn).
-    This is what a GRPO ``model:PATH`` reward function can call."""
+def load_reward_model(path: str, device: str = "cpu"):
+    """(model, tokenizer) of a reward-model run's output: a full model directory, or a LoRA adapter (with its
+    trained head) on the base it names; in eval mode, padding id set for the last-token pooling."""
     import json
     from pathlib import Path
 
@@ -64,8 +62,16 @@ def load_scorer(path: str, device: str = "cpu"):
             model = AutoModelForSequenceClassification.from_pretrained(str(run), num_labels=1)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"reward model {path!r}: cannot load it as a sequence classifier ({exc}).") from None
-    if getattr(model.config, "num_labels", 1) != 1:
-        raise ConfigError(f"reward model {path!r}: has num_labels={model.config.num_labels}; a reward model has 1.")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    model.to(device).eval()
+    return model.to(device).eval(), tokenizer
+
+
+def load_scorer(path: str, device: str = "cpu"):
+    """A reward-model run's output as ``score(texts) -> list[float]``.
+
+    ``texts`` are rendered as training rendered them (chat template applied: prompt + answer + end of turn).
+    This is what a GRPO ``model:PATH`` reward function can call."""
+    model, tokenizer = load_reward_model(path, device)
     return lambda texts, batch_size=8: score(model, tokenizer, list(texts), batch_size)

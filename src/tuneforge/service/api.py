@@ -12,7 +12,7 @@ from fastapi import Body, FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
-from . import engine_imports
+from . import engine_imports, sweeps
 from .core import TaskService
 from ..httpguard import GuardSettings, RequestGuard, allowed_hosts
 from .errors import BadRequest, ServiceError
@@ -27,8 +27,29 @@ TOKEN_COOKIE = "tuneforge_token"
 TASK_FIELDS = {"config", "name", "gpus"}
 
 
-def _error(status: int, detail: str, key: str | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, **({"key": key} if key else {})}, status_code=status)
+def _error(status: int, detail: str, key: str | None = None, errors: list[dict] | None = None) -> JSONResponse:
+    extra = {"key": key} if key else {}
+    if errors:
+        extra["errors"] = errors
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+# pydantic's error types in words (a page shows these next to the field; no library wording reaches a user)
+VALIDATION_WORDS = {"int_parsing": "expected a whole number", "int_type": "expected a whole number",
+                    "int_from_float": "expected a whole number", "float_parsing": "expected a number",
+                    "float_type": "expected a number", "bool_parsing": "expected true or false",
+                    "bool_type": "expected true or false", "string_type": "expected text", "missing": "missing",
+                    "greater_than_equal": "must be >= {ge}", "less_than_equal": "must be <= {le}",
+                    "greater_than": "must be > {gt}", "less_than": "must be < {lt}"}
+
+
+def _validation_words(error: dict) -> str:
+    template = VALIDATION_WORDS.get(error.get("type", ""))
+    if template is None:
+        return error.get("msg", "invalid value")
+    words = template.format(**(error.get("ctx") or {}))
+    given = error.get("input")
+    return f"{words} (got {str(given)[:60]!r})" if isinstance(given, str) and error.get("type") != "missing" else words
 
 
 def _supplied_token(request: Request) -> str | None:
@@ -79,7 +100,7 @@ def _install_guard(app: FastAPI, settings: Settings) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
-        return _error(exc.status, str(exc), exc.key)
+        return _error(exc.status, str(exc), exc.key, exc.errors)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -88,7 +109,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             why = (first.get("ctx") or {}).get("error", "")
             return _error(400, f"body: not valid JSON ({why}).", "body")
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-        return _error(400, f"{where or 'request'}: {first.get('msg', 'invalid request')}.", where or None)
+        return _error(400, f"{where or 'request'}: {_validation_words(first)}.", where or None)
 
 
 def _task_body(payload: Any) -> dict:
@@ -194,6 +215,30 @@ def _deployment_routes(app: FastAPI, service: TaskService) -> None:
         return service.deployments.chat(task_id, payload)
 
 
+def _sweep_routes(app: FastAPI, service: TaskService) -> None:
+    """Sweeps (service/sweeps.py): a group of trial tasks from a grid or random draws, with early stopping."""
+    @app.post("/api/sweeps", status_code=201)
+    def create_sweep(payload: Any = Body(...)) -> dict:
+        return sweeps.create(service, payload)
+
+    @app.post("/api/sweeps/validate")
+    def validate_sweep(payload: Any = Body(...)) -> dict:
+        planned = sweeps.plan(service, payload)
+        return {"ok": True, "trial_count": len(planned["trials"]), "trials": [t["params"] for t in planned["trials"]]}
+
+    @app.get("/api/sweeps")
+    def list_sweeps() -> list:
+        return sweeps.list_all(service)
+
+    @app.get("/api/sweeps/{sweep_id}")
+    def get_sweep(sweep_id: RowId) -> dict:
+        return sweeps.get(service, sweep_id)
+
+    @app.post("/api/sweeps/{sweep_id}/stop")
+    def stop_sweep(sweep_id: RowId) -> dict:
+        return sweeps.stop(service, sweep_id)
+
+
 def _dataset_routes(app: FastAPI, service: TaskService) -> None:
     @app.get("/api/datasets")
     def list_datasets() -> list:
@@ -254,6 +299,7 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
     _task_routes(app, service)
     _task_control_routes(app, service)
     _deployment_routes(app, service)
+    _sweep_routes(app, service)
     _dataset_routes(app, service)
     try:
         from ..console import mount

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from ..config import FIELDS, from_dict
+from ..config import FIELDS, from_dict, value_errors
 from ..errors import ConfigError, DataError, TuneforgeError
 from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
@@ -105,10 +105,12 @@ class TaskService:
     def task_view(row: dict) -> dict[str, Any]:
         keys = ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "config", "progress",
                 "best_metric", "best_metric_name", "peak_gpu_gib", "peak_host_gib", "error", "exit_code", "gpus",
-                "executor", "source")
+                "executor", "source", "sweep_id", "trial_params", "stop_reason")
         view = {k: row.get(k) for k in keys}
         view["config"] = view["config"] or {}
         view["stop_requested"] = bool(row.get("stop_requested"))
+        if view["status"] == "stopped" and not view["error"] and view["stop_reason"]:
+            view["error"] = view["stop_reason"]  # why the service stopped it (a sweep's pruning decision)
         return view
 
     def _task_row(self, task_id: int) -> dict:
@@ -136,6 +138,9 @@ class TaskService:
             raise BadRequest("trust_remote_code: refused; this service is reachable from other machines and would run "
                              "the model's code from the hub. Start the console with --allow-remote-code to permit it.",
                              "trust_remote_code")
+        per_key = value_errors(raw)  # every key wrong on its own at once, each at its field
+        if per_key:
+            raise BadRequest(per_key[0][1], per_key[0][0], [{"key": k, "detail": m} for k, m in per_key])
         try:
             raw = self.policy.resolve(raw)
         except PathRefused as exc:
@@ -169,16 +174,21 @@ class TaskService:
         self.check_datasets(values)
         name = (name or "").strip()[:200] or f"{cfg.training_strategy}-{cfg.method} {Path(cfg.model).name}"
         with self.store.transaction():  # the row appears with its run directory set, or not at all
-            task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
-                                             run_dir=f"pending-{uuid.uuid4().hex}", executor=self.executor.name,
-                                             best_metric_name=cfg.metric_for_best_model, source="service")
-            run_dir = self.settings.runs_dir / f"task-{task_id}"
-            if run_dir.exists() or self.store.task_by_run_dir(str(run_dir)):
-                run_dir = run_dir.with_name(f"task-{task_id}-{uuid.uuid4().hex[:6]}")
-            self.store.update_task(task_id, run_dir=str(run_dir), config={**values, "output_dir": str(run_dir)})
+            task_id, run_dir = self.queue_row(values, cfg, name, gpus)
         init_run_dir(run_dir)  # marked as a tuneforge run before the service writes its own files there
         self.notify()
         return self.get_task(task_id)
+
+    def queue_row(self, values: dict, cfg: Any, name: str, gpus: int, **columns: Any) -> tuple[int, Path]:
+        """Insert one checked task as queued, with its run directory (call inside ``store.transaction()``)."""
+        task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
+                                         run_dir=f"pending-{uuid.uuid4().hex}", executor=self.executor.name,
+                                         best_metric_name=cfg.metric_for_best_model, source="service", **columns)
+        run_dir = self.settings.runs_dir / f"task-{task_id}"
+        if run_dir.exists() or self.store.task_by_run_dir(str(run_dir)):
+            run_dir = run_dir.with_name(f"task-{task_id}-{uuid.uuid4().hex[:6]}")
+        self.store.update_task(task_id, run_dir=str(run_dir), config={**values, "output_dir": str(run_dir)})
+        return task_id, run_dir
 
     # -- tasks: reading ---------------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ class ServiceError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, key: str | None = None):
+    def __init__(self, message: str, key: str | None = None, errors: list[dict] | None = None):
         super().__init__(message)
         self.key = key
+        self.errors = errors  # every problem found, [{"key", "detail"}], when there were several
 
 
 class BadRequest(ServiceError):

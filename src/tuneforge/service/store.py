@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
 MIGRATIONS: list[str] = [
@@ -78,10 +78,33 @@ MIGRATIONS: list[str] = [
     """,
     # 4: an accepted data set's content digest: a task refuses to train on a file that changed since its upload
     "ALTER TABLE datasets ADD COLUMN sha256 TEXT",
+    # 5: sweeps (service/sweeps.py): a named group of trial tasks; a task knows its sweep, its trial's
+    # parameters, and why it was stopped when the service stopped it (a pruning decision, kept across restarts)
+    """
+    CREATE TABLE sweeps (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        base_config TEXT NOT NULL,
+        space TEXT NOT NULL,
+        search TEXT,
+        metric TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        early_stop TEXT,
+        grace_steps INTEGER NOT NULL DEFAULT 0,
+        max_concurrent INTEGER,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    ALTER TABLE tasks ADD COLUMN sweep_id INTEGER;
+    ALTER TABLE tasks ADD COLUMN trial_params TEXT;
+    ALTER TABLE tasks ADD COLUMN stop_reason TEXT;
+    CREATE INDEX tasks_sweep ON tasks(sweep_id)
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-JSON_COLUMNS = ("config", "progress", "gpu_ids")
+JSON_COLUMNS = ("config", "progress", "gpu_ids", "trial_params")
+SWEEP_JSON_COLUMNS = ("base_config", "space", "search")
 
 
 class StoreError(TuneforgeError):
@@ -240,3 +263,34 @@ class Store:
         statuses = list(statuses)
         sql = f"SELECT * FROM deployments WHERE status IN ({', '.join('?' for _ in statuses)}) ORDER BY task_id"
         return [dict(r) for r in self._execute(sql, statuses).fetchall()]
+
+    # -- sweeps ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sweep(row: sqlite3.Row | None) -> dict | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for key in SWEEP_JSON_COLUMNS:
+            out[key] = json.loads(out[key]) if out.get(key) is not None else None
+        return out
+
+    def insert_sweep(self, **values: Any) -> int:
+        values = {"created_at": utc_now(), **{k: json.dumps(v, ensure_ascii=False) if k in SWEEP_JSON_COLUMNS else v
+                                              for k, v in values.items()}}
+        cols, marks = ", ".join(values), ", ".join("?" for _ in values)
+        return int(self._execute(f"INSERT INTO sweeps ({cols}) VALUES ({marks})", values.values()).lastrowid)
+
+    def get_sweep(self, sweep_id: int) -> dict | None:
+        return self._sweep(self._execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone())
+
+    def list_sweeps(self) -> list[dict]:
+        return [self._sweep(r) for r in self._execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()]  # type: ignore[misc]
+
+    def update_sweep(self, sweep_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self._execute(f"UPDATE sweeps SET {sets} WHERE id = ?", [*values.values(), sweep_id])
+
+    def sweep_tasks(self, sweep_id: int) -> list[dict]:
+        rows = self._execute("SELECT * FROM tasks WHERE sweep_id = ? ORDER BY id", (sweep_id,)).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]

@@ -17,7 +17,9 @@ import yaml
 from .executors import Exit
 from .runfiles import (EXIT_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_CONFIG_FILE, JsonlTail, RunSummary,
                        is_finished, log_error_line)
+from .pruning import sweep_pass
 from .store import utc_now
+from .sweeps import SweepGate
 from ..training.rundir import init_run_dir
 
 if TYPE_CHECKING:
@@ -114,6 +116,7 @@ class Worker:
                 self._follow(task)
             else:
                 self._finish(task, exit)
+        sweep_pass(self)  # pruning.py: stop the losing trials of sweeps that prune
         self._start_queued()
         if self.service.settings.scan_runs and time.monotonic() - self._last_scan > SCAN_EVERY_S:
             self._last_scan = time.monotonic()
@@ -153,9 +156,12 @@ class Worker:
         running = service.store.list_tasks("running")
         slots = service.max_concurrent - len(running)
         busy = {i for t in running for i in (t.get("gpu_ids") or [])}
+        gate = SweepGate(service, running)  # a sweep's --max-concurrent
         for task in service.store.queued_in_order():
             if slots <= 0:
                 return
+            if not gate.admit(task):
+                continue  # its sweep has enough trials running: the tasks behind it may start
             gpu_ids: list[int] = []
             if service.executor.name == "local" and task["gpus"] > 0:
                 free = [i for i in range(service.gpus) if i not in busy]

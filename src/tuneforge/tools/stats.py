@@ -57,14 +57,28 @@ def recommend_seq_length(lengths: Sequence[int], coverage: float = COVERAGE, mul
     return max(multiple, math.ceil(value / multiple) * multiple)
 
 
-def histogram(lengths: Sequence[int], max_bins: int = MAX_BINS) -> list[tuple[int, int, int]]:
-    """Equal-width bins starting at 0; the width is the smallest of 8, 16, 32 ... giving <= max_bins bins."""
+def histogram(lengths: Sequence[int], max_bins: int = MAX_BINS,
+              split_at: int | None = None) -> list[tuple[int, int, int]]:
+    """Equal-width bins starting at 0; the width is the smallest of 8, 16, 32 ... giving <= max_bins bins.
+
+    The bin holding ``split_at`` (seq_length) is cut after it, so every bin lies wholly at or below it or wholly
+    above it: the bins above add up to exactly the rows that are truncated."""
     top = max(lengths)
     width = next((w for w in _BIN_WIDTHS if (top // w) + 1 <= max_bins), _BIN_WIDTHS[-1])
     counts = [0] * (top // width + 1)
     for n in lengths:
         counts[n // width] += 1
-    return [(i * width, (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+    bins = [(i * width, (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+    if split_at is None:
+        return bins
+    out: list[tuple[int, int, int]] = []
+    for lo, hi, count in bins:
+        if lo <= split_at < hi:
+            below = sum(1 for n in lengths if lo <= n <= split_at)
+            out += [(lo, split_at, below), (split_at + 1, hi, count - below)]
+        else:
+            out.append((lo, hi, count))
+    return out
 
 
 def summarize(lengths: Sequence[RowLength], seq_length: int) -> LengthStats:
@@ -74,7 +88,7 @@ def summarize(lengths: Sequence[RowLength], seq_length: int) -> LengthStats:
     return LengthStats(
         rows=len(tokens), mean=round(sum(tokens) / len(tokens), 1), percentiles=pct, seq_length=seq_length,
         truncated=sum(1 for n in tokens if n > seq_length), answer_cut=sum(1 for r in lengths if r.answer_cut),
-        recommended_seq_length=recommend_seq_length(tokens), histogram=histogram(tokens))
+        recommended_seq_length=recommend_seq_length(tokens), histogram=histogram(tokens, split_at=seq_length))
 
 
 # -- measuring rows: the one encoder training uses ---------------------------------------------------------

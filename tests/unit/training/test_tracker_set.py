@@ -4,6 +4,7 @@ trackers.json records the run and resume reads it."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -127,3 +128,16 @@ def test_mlflow_names_stay_the_records_names_unless_mlflow_refuses_them():
     for name in ("loss", "rewards/chosen", "clip_ratio/low", "reward/tools.py:score", "eval_rewards/accuracies"):
         assert mlflow_name(name) == name
     assert mlflow_name("reward/a*b") == "reward/a_b" and mlflow_name("reward//x") == "reward__x"
+
+
+@pytest.mark.parametrize("name,module", [("tensorboard", "torch.utils.tensorboard"), ("mlflow", "mlflow"),
+                                         ("wandb", "wandb"), ("trackio", "trackio")])
+def test_a_missing_tracker_package_is_refused_with_its_pip_command(name, module, monkeypatch):
+    from types import SimpleNamespace
+
+    from tuneforge.training.trackers import check_config
+
+    monkeypatch.setitem(sys.modules, module, None)  # as on a machine without it
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(ConfigError, match=rf"pip install 'tuneforge\[{name}\]'"):
+        check_config(SimpleNamespace(report_to=[name], tracker_project=None, run_name=None))

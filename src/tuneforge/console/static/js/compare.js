@@ -3,8 +3,9 @@
 (function () {
   const tasks = JSON.parse(document.getElementById("compare-data").textContent);
   const mk = function (name, el, unit, fmt, xKind) {
-    return new TF.Chart(name, document.getElementById(el), { unit: unit, format: fmt, xKind: xKind, series: [],
-      yMin0: name !== "closs" && name !== "ceval" });
+    const box = document.getElementById(el);
+    return new TF.Chart(name, box, { unit: unit, format: fmt, xKind: xKind, series: [],
+      yMin0: name !== "closs" && name !== "ceval", emptyText: box.dataset.empty });
   };
   const nats = function (v) { return TF.fixed(v, 4) + " nats"; };
   const charts = {

@@ -27,10 +27,11 @@
     const top = Math.max.apply(null, bins.map(function (b) { return b[2]; }).concat([1]));
     const bars = bins.map(function (b) {
       const over = b[0] > seqLength;
-      return '<div class="bar' + (over ? " over" : "") + '" style="height:' + (b[2] / top * 100).toFixed(1) + '%" title="' +
+      // a bar as wide as its token range: the bin cut at seq_length is narrower than the others
+      return '<div class="bar' + (over ? " over" : "") + '" style="flex:' + (b[1] - b[0] + 1) + ' 1 0;height:' + (b[2] / top * 100).toFixed(1) + '%" title="' +
         b[0] + "–" + b[1] + " tokens: " + b[2] + ' rows"><span>' + b[2] + "</span></div>";
     }).join("");
-    const axis = bins.map(function (b) { return "<span>" + b[0] + "</span>"; }).join("");
+    const axis = bins.map(function (b) { return '<span style="flex:' + (b[1] - b[0] + 1) + ' 1 0">' + b[0] + "</span>"; }).join("");
     return '<div class="hist" id="histogram" role="img" aria-label="rows per token-length bin">' + bars + marker + '</div><div class="hist-axis">' + axis +
       '</div><p class="small muted" style="text-align:center;margin:.2em 0">tokens per row (bin start) · bar label = rows</p>';
   }

@@ -50,7 +50,9 @@
         window.location.href = "/datasets/" + data.id;
       } else {
         box.hidden = true;
-        err.textContent = file.name + ": " + (TF.detailText(data) || ("upload failed (HTTP " + xhr.status + ")"));
+        const detail = TF.detailText(data) || ("upload failed (HTTP " + xhr.status + ")");
+        // the service's message already starts with the file's name when it is about the file's rows
+        err.textContent = detail.indexOf(file.name) === 0 ? detail : file.name + ": " + detail;
         err.hidden = false;
       }
     };

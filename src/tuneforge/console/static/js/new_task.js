@@ -102,11 +102,11 @@
     return m ? m[1] : null;
   }
 
-  function showError(err) {
-    const key = keyOf(err);
+  /** One problem at its field (or above the form when it names no field of the form). */
+  function showOne(key, message) {
     const box = key && document.getElementById("e-" + key);
     if (box) {
-      box.textContent = err.message;
+      box.textContent = message;
       box.hidden = false;
       const ctl = field(key) || form.querySelector('[data-key="' + key + '"]');
       if (ctl) ctl.setAttribute("aria-invalid", "true");
@@ -114,10 +114,19 @@
       if (det) det.open = true;
     } else {
       const top = document.getElementById("form-error");
-      top.textContent = err.message;
+      top.textContent = top.hidden ? message : top.textContent + " " + message;
       top.hidden = false;
     }
-    document.getElementById("validity").textContent = "Not valid: " + err.message;
+  }
+
+  /** Every problem the API found (its "errors" list), each at its field; the count in the status line. */
+  function showError(err) {
+    const list = (err.data && Array.isArray(err.data.errors)) ? err.data.errors : null;
+    if (list && list.length) list.forEach(function (e) { showOne(e.key, e.detail); });
+    else showOne(keyOf(err), err.message);
+    const n = list ? list.length : 1;
+    document.getElementById("validity").textContent = n > 1 ? "Not valid: " + n + " settings need a change (marked below)."
+      : "Not valid: " + err.message;
   }
 
   function showEstimate(est) {
@@ -199,8 +208,10 @@
     const opt = field("train_data").selectedOptions[0];
     if (!opt || !opt.dataset.id) { TF.notify("Choose an uploaded data set first.", true); return; }
     const cfg = collect();
+    // an invalid seq_length being typed must not turn into a request error: the statistics use a valid one
+    const seq = Number.isInteger(cfg.seq_length) && cfg.seq_length > 0 ? cfg.seq_length : 1024;
     const q = new URLSearchParams({ model: cfg.model || "builtin:toy", training_strategy: cfg.training_strategy,
-      seq_length: String(cfg.seq_length || 1024), apply_chat_template: String(cfg.apply_chat_template) });
+      seq_length: String(seq), apply_chat_template: String(cfg.apply_chat_template !== false) });
     if (cfg.system_prompt) q.set("system_prompt", cfg.system_prompt);
     this.disabled = true;
     try {

@@ -1,0 +1,104 @@
+"""What a first-time user tripped over in the console (issue 29), walked through in headless Chromium against
+the real service: every bad field flagged at once, no library wording on the page, data errors in plain
+words, the histogram agreeing with the truncated-row count, no sideways scroll at phone width, a Compare page
+that shows only real differences and says when there is no GPU."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+VALIDATE = "/api/tasks/validate"
+
+
+def _dataset(service, tmp_path, name: str, rows: list[dict]) -> dict:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return service.add_dataset(name, path.read_bytes())
+
+
+def test_every_bad_field_is_flagged_at_once(live_service, page_factory, shot):
+    page, errors = page_factory()
+    errors.allowed_urls.update({VALIDATE})
+    page.goto(live_service.url + "/tasks/new?model=builtin:toy")
+    page.fill("#f-learning_rate", "-1")
+    page.fill("#f-seq_length", "lots")
+    page.fill("#f-num_train_epochs", "0")
+    for key in ("learning_rate", "seq_length", "num_train_epochs"):
+        page.locator(f"#e-{key}").wait_for(state="visible")
+        assert page.get_attribute(f"#f-{key}", "aria-invalid") == "true"
+    assert "must be > 0" in page.locator("#e-learning_rate").inner_text()
+    assert "expected integer" in page.locator("#e-seq_length").inner_text()
+    assert re.match(r"Not valid: 3 settings need a change", page.locator("#validity").inner_text())
+    shot(page, "all-errors-at-once")
+
+
+def test_recommended_seq_length_with_a_bad_value_shows_no_library_message(live_service, page_factory, tmp_path):
+    service = live_service.service
+    data = _dataset(service, tmp_path, "recommend.jsonl", [{"instruction": f"q{i}", "output": "a" * i} for i in range(1, 21)])
+    page, errors = page_factory()
+    errors.allowed_urls.update({VALIDATE})
+    page.goto(live_service.url + "/tasks/new?model=builtin:toy")
+    page.select_option("#f-train_data", value=data["path"])
+    page.fill("#f-seq_length", "lots")
+    page.click("#recommend-seq")
+    page.wait_for_function("/^\\d+$/.test(document.getElementById('f-seq_length').value)")
+    body = page.locator("body").inner_text()
+    assert "Input should be" not in body and "unable to parse" not in body
+
+
+def test_upload_errors_are_plain_words_with_line_and_column(live_service, page_factory, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"instruction": "a", "output": "b"}\n' * 3 + '{"instruction": "c", "output": "cut off her',
+                      encoding="utf-8")
+    page, errors = page_factory()
+    errors.allowed_urls.add("/api/datasets")
+    page.goto(live_service.url + "/datasets")
+    page.set_input_files("#file-input", str(broken))
+    message = page.locator("#upload-error")
+    message.wait_for(state="visible")
+    text = message.inner_text()
+    assert "line 4" in text, text
+    assert text.count("broken.jsonl") == 1 and "cut off in the middle of a string" in text and "column" in text
+    assert " at at " not in text
+
+
+def test_dataset_page_histogram_matches_the_truncated_count_and_fits_a_phone(live_service, page_factory, shot, tmp_path):
+    service = live_service.service
+    rows = [{"instruction": "问题 " * (i % 40 + 1), "output": "回答 " * (i % 30 + 1)} for i in range(120)]
+    rows[0]["output"] = "https://example.com/" + "x" * 300  # one long unbreakable word in the first preview row
+    data = _dataset(service, tmp_path, "lengths_of_the_herbal_shop_customer_questions_" + "x" * 50 + ".jsonl", rows)
+    page, _ = page_factory(390, 844)
+    page.goto(f"{live_service.url}/datasets/{data['id']}")
+    page.fill("#s-seq", "100")
+    page.locator("#s-seq").press("Enter")
+    page.wait_for_function("document.querySelector('#histogram .bar') && /At <code>seq_length<\\/code> = 100 /.test(document.body.innerHTML)")
+    red = page.evaluate("[...document.querySelectorAll('#histogram .bar.over span')].reduce((a, s) => a + Number(s.textContent), 0)")
+    said = int(re.search(r"(\d+) rows are truncated", page.locator("body").inner_text()).group(1))
+    assert red == said and said > 0
+    page.wait_for_timeout(300)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    shot(page, "dataset-phone")
+    assert overflow <= 1, f"the data-set page is {overflow}px wider than a 390px screen"
+
+
+def test_compare_shows_real_differences_and_says_there_is_no_gpu(live_service, page_factory, shot, tmp_path):
+    service = live_service.service
+    ids = []
+    for i, resume in enumerate((None, "auto")):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        config = {"model": "builtin:toy", "train_data": "x.jsonl", "learning_rate": 0.001 * (i + 1),
+                  "resume_from_checkpoint": resume, "output_dir": str(run)}
+        ids.append(service.store.insert_task(name=f"cmp{i}", status="succeeded", config=config, run_dir=str(run)))
+    page, _ = page_factory()
+    page.goto(f"{live_service.url}/compare?ids={ids[0]},{ids[1]}")
+    differing = page.evaluate("[...document.querySelectorAll('#config-diff tr.diff td:first-child code')]"
+                              ".map(td => td.textContent.trim())")
+    assert "learning_rate" in differing and "resume_from_checkpoint" not in differing, differing
+    if service.gpus == 0:
+        assert "No GPU on this machine" in page.locator("#chart-cgpu").inner_text()
+    shot(page, "compare")
