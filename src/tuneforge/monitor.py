@@ -92,21 +92,29 @@ class MetricsLog:
 
 
 class Throughput:
-    """Real (non-pad) tokens per second over the interval since the last read."""
+    """Real (non-pad) tokens per second of the training steps since the last read.
+
+    The time is the steps' own (``spent``), so an evaluation, a checkpoint or the start of an epoch between
+    two log lines neither lowers nor inflates the figure; without ``spent`` calls, the wall time since the
+    last read is used."""
 
     def __init__(self) -> None:
         self.start = self.mark = time.perf_counter()
         self.tokens = 0
         self.total_tokens = 0
+        self.busy = 0.0  # seconds spent in training steps since the last read
 
     def add(self, n: int) -> None:
         self.tokens += n
         self.total_tokens += n
 
+    def spent(self, seconds: float) -> None:
+        self.busy += seconds
+
     def read(self) -> float:
         now = time.perf_counter()
-        rate = self.tokens / max(now - self.mark, 1e-9)
-        self.mark, self.tokens = now, 0
+        rate = self.tokens / max(self.busy if self.busy > 0 else now - self.mark, 1e-9)
+        self.mark, self.tokens, self.busy = now, 0, 0.0
         return rate
 
     def overall(self) -> float:

@@ -144,3 +144,22 @@ def test_trains_and_the_output_loads_as_a_sequence_classifier(tmp_path, lora_dim
     enc = tok(texts[0], add_special_tokens=False, return_tensors="pt")
     with torch.no_grad():
         assert scores[0] == pytest.approx(float(trained(**enc).logits[0, 0]), abs=1e-5) and len(scores) == 2
+
+
+def test_eval_reports_preference_accuracy_as_training_measured_it(tmp_path):
+    from tuneforge.evaluation.run import EvalOptions, run_eval
+
+    lines = (EXAMPLES / "data" / "dpo_val.jsonl").read_text(encoding="utf-8").splitlines()[:6]
+    val = tmp_path / "val.jsonl"
+    val.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    tuneforge.train({"training_strategy": "reward", "train_data": str(_pairs_file(tmp_path, n=8)),
+                     "validation_data": str(val), "seq_length": 256, "lora_dim": 8, "per_device_train_batch_size": 4,
+                     "max_steps": 2, "eval_steps": 1, "learning_rate": 1e-2, "output_dir": str(out)}, progress=False)
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"eval_loss"' in x]
+    best = min(evals, key=lambda r: r["eval_loss"])  # the run's output is its best evaluated model
+    got = run_eval(EvalOptions(model=str(out), data=str(val))).results
+    metrics = got["metrics"]["model"]
+    assert got["counts"]["rows"] == 6 and (out / "eval" / "val" / "eval_results.json").is_file()
+    for key in ("loss", "accuracy", "margin"):
+        assert metrics[key] == pytest.approx(best["eval_" + key], abs=1e-5), key

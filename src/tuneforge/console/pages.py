@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from ..service.deploy import has_model
+from ..training.trackers.manager import read_trackers_file
 from . import fields
 from .outputs import list_outputs, resolve_output
 
@@ -256,7 +257,8 @@ def task_page(request: Request, task_id: str) -> Response:
     task = call(service.get_task, int_id(task_id))
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
                   outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults(),
-                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])))
+                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])),
+                  trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {})
 
 
 @router.get("/tasks/{task_id}/chat")

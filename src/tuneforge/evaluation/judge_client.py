@@ -166,7 +166,9 @@ class JudgeClient:
     def ask(self, http: httpx.Client, messages: list[dict[str, str]]) -> JudgeReply:
         """The judge's answer to one request: from the cache, else sent (and cached when it succeeds)."""
         body = self.body(messages)
-        key = self.cache.key(chat_url(self.url), body)
+        return self._ask(http, self.cache.key(chat_url(self.url), body), body)
+
+    def _ask(self, http: httpx.Client, key: str, body: dict[str, Any]) -> JudgeReply:
         hit = self.cache.get(key)
         if hit is not None:
             self.counters.add(cached=1)
@@ -180,13 +182,17 @@ class JudgeClient:
         return reply
 
     def ask_all(self, requests: Sequence[list[dict[str, str]]], concurrency: int) -> list[JudgeReply]:
-        """Every request's reply, in order, at most ``concurrency`` in flight; a fatal error stops the rest."""
+        """Every request's reply, in order, at most ``concurrency`` in flight; identical requests (e.g. two
+        sides that gave the same answer) are asked once; a fatal error stops the rest."""
+        bodies = [self.body(messages) for messages in requests]
+        keys = [self.cache.key(chat_url(self.url), body) for body in bodies]
+        unique = dict(zip(keys, bodies))  # first occurrence of each request, in order
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         with httpx.Client(limits=limits) as http, ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(self.ask, http, messages) for messages in requests]
+            futures = {key: pool.submit(self._ask, http, key, body) for key, body in unique.items()}
             try:
-                return [f.result() for f in futures]
+                return [futures[key].result() for key in keys]
             except BaseException:
-                for f in futures:
+                for f in futures.values():
                     f.cancel()
                 raise

@@ -4,7 +4,7 @@ The run's own output is loaded as a sequence classifier (``models.reward.load_re
 and encoded exactly as training reads it (DPO's pairs, the run's seq_length, template and system prompt, an
 optional ``margin`` column), and every pair goes through the training recipe once. Metrics, as training logs
 them without the ``eval_`` prefix: ``accuracy`` (pairs whose chosen reward is strictly higher), ``margin``
-(mean chosen − rejected reward), ``loss`` (Bradley–Terry), ``rewards/chosen``, ``rewards/rejected``.
+(mean chosen − rejected reward), ``loss`` (Bradley–Terry), ``chosen_reward``, ``rejected_reward``.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ def evaluate_reward_run(run: str, data_path: str, settings: dict[str, Any], *, b
     from ..models.reward import RewardScore, load_reward_model
     from ..training.reward import RewardRecipe
     from .loading import eval_config
-    from .run import versions
 
     cfg = eval_config(settings, data_path, "reward", batch_size=batch_size, seq_length=seq_length)
     model, tokenizer = load_reward_model(run, device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -59,4 +58,4 @@ def evaluate_reward_run(run: str, data_path: str, settings: dict[str, Any], *, b
             "counts": {"rows": len(data.train)},
             "settings": {"seq_length": cfg.seq_length, "batch_size": cfg.per_device_train_batch_size,
                          "margin_column": bool(getattr(data, "margins", {}))},
-            "metrics": {"model": recipe.summarize(sums)}, "delta": None, "metric_info": {}, "versions": versions()}
+            "metrics": {"model": recipe.summarize(sums)}, "delta": None, "metric_info": {}}  # run.py adds the versions

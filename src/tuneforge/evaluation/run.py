@@ -266,8 +266,9 @@ def evaluate_model(opts: EvalOptions, plan: Plan) -> Outcome:
 
     reward = reward_run_settings(opts.model, opts.adapter)
     if reward is not None:  # a reward model scores sequences: preference accuracy, no generation
-        return Outcome(evaluate_reward_run(opts.model, opts.data, reward, batch_size=opts.batch_size,
-                                           seq_length=opts.seq_length, device=opts.device), [])
+        results = evaluate_reward_run(opts.model, opts.data, reward, batch_size=opts.batch_size,
+                                      seq_length=opts.seq_length, device=opts.device)
+        return Outcome({**results, "versions": versions()}, [])
     model = open_eval_model(opts.model, opts.adapter, device=opts.device, dtype=opts.dtype,
                             trust_remote_code=opts.trust_remote_code, allow_pickle_weights=opts.allow_pickle_weights)
     if opts.compare_base:

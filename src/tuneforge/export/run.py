@@ -89,7 +89,7 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
     plans = tensors.plan_tensors(model, spec, dtype)
     stops = inference.stop_token_ids(model, tokenizer)
     prompts = _prompt_ids(tokenizer, source)
-    ref = verify.reference(model, prompts, stops)
+    ref = verify.reference(model, prompts, stops, greedy=dtype in verify.GREEDY_MUST_MATCH)
     staging = outdir.staging_dir(target)
     try:
         filename = f"{name}-{dtype}.gguf"

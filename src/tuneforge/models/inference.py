@@ -168,11 +168,29 @@ def load_model(source: ModelSource, tokenizer, *, dtype: torch.dtype, device: to
 
         model = PeftModel.from_pretrained(model, source.adapter, is_trainable=False)
         if merge:
+            untie_adapted_head(model)
             model = model.merge_and_unload()
     model.to(device).eval()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True
     return model
+
+
+def untie_adapted_head(model: nn.Module) -> None:
+    """A LoRA on the output head (e.g. ``lm_head`` in ``lora_target_modules``) of a model whose head shares the
+    input embedding's weight: merging would fold the head's update into the embeddings as well. The head gets
+    its own copy of the weight first, and the merged model is saved untied."""
+    base = model.get_base_model()
+    head, embeddings = base.get_output_embeddings(), base.get_input_embeddings()
+    inner = getattr(head, "base_layer", None)
+    shared = getattr(getattr(embeddings, "base_layer", embeddings), "weight", None)
+    if inner is None or shared is None or inner.weight.data_ptr() != shared.data_ptr():
+        return
+    inner.weight = nn.Parameter(shared.detach().clone(), requires_grad=False)
+    base.config.tie_word_embeddings = False
+    text_config = getattr(base.config, "get_text_config", lambda: None)()
+    if text_config is not None:
+        text_config.tie_word_embeddings = False
 
 
 def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:

@@ -5,8 +5,11 @@ token, as ``tuneforge serve``'s engine does); then one token per row per forward
 A row leaves the batch when it emits a stop token or reaches ``max_new_tokens``, and its cache rows go
 with it (``batch_select_indices``), so the last long completions do not pay for the finished ones.
 
-Sampling draws from the process's default torch generator (on the model's device), which checkpoints
-save and restore: a resumed run draws the same completions. The entropy of each step's sampling
+Each row samples with its own generator, seeded by the caller (GRPO: from the run's seed, the epoch, the
+data row and the choice), through the Gumbel-max trick: argmax(log p + Gumbel noise) is a draw from p. A
+row's completion therefore depends on its seed and its logits only — not on which rows share its batch,
+the number of processes, the accumulation, or the process's RNG state — so a resumed run and a 2-process
+run draw the completions a 1-process uninterrupted run draws. The entropy of each step's sampling
 distribution (logits / temperature, before top-k/top-p) is recorded for the ``entropy`` metric.
 """
 from __future__ import annotations
@@ -57,21 +60,41 @@ def filter_logits(scaled: torch.Tensor, top_p: float, top_k: int) -> torch.Tenso
     return scaled
 
 
-def pick_tokens(logits: torch.Tensor, s: SamplingSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(next token per row, entropy of each row's sampling distribution)."""
+def row_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    gens = []
+    for seed in seeds:
+        g = torch.Generator(device=device)
+        g.manual_seed(int(seed) % (2 ** 63 - 1))
+        gens.append(g)
+    return gens
+
+
+def gumbel_noise(generators: Sequence[torch.Generator], vocab: int, device: torch.device) -> torch.Tensor:
+    """(rows, vocab) Gumbel(0, 1) noise, row i drawn from generator i."""
+    u = torch.stack([torch.rand(vocab, generator=g, device=device) for g in generators])
+    return -torch.log(-torch.log(u.clamp(min=1e-20, max=1.0 - 1e-7)))
+
+
+def pick_tokens(logits: torch.Tensor, s: SamplingSettings, generators: Sequence[torch.Generator] = ()
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next token per row, entropy of each row's sampling distribution). Sampling needs one generator per row."""
     scaled = logits.float() / (s.temperature if s.temperature > 0 else 1.0)
     logp = torch.log_softmax(scaled, dim=-1)
     entropy = -(logp.exp() * logp).nan_to_num().sum(-1)
     if s.greedy:
         return scaled.argmax(-1), entropy
-    probs = torch.softmax(filter_logits(scaled, s.top_p, s.top_k), dim=-1)
-    return torch.multinomial(probs, 1).squeeze(1), entropy
+    filtered = torch.log_softmax(filter_logits(scaled, s.top_p, s.top_k), dim=-1)
+    return (filtered + gumbel_noise(generators, scaled.shape[-1], scaled.device)).argmax(-1), entropy
 
 
 @torch.no_grad()
 def sample_completions(model: nn.Module, prompts: Sequence[Sequence[int]], settings: SamplingSettings,
-                       stop_ids: Sequence[int], batch_size: int | None = None) -> Completions:
-    """One completion per prompt (repeat a prompt G times for G samples), ``batch_size`` rows at a time."""
+                       stop_ids: Sequence[int], batch_size: int | None = None,
+                       seeds: Sequence[int] | None = None) -> Completions:
+    """One completion per prompt (repeat a prompt G times for G samples), ``batch_size`` rows at a time;
+    ``seeds``: one per prompt row (needed unless greedy)."""
+    if not settings.greedy and (seeds is None or len(seeds) != len(prompts)):
+        raise ValueError("sampling needs one seed per prompt row")
     out = Completions()
     step = batch_size or len(prompts)
     was_training = model.training
@@ -80,7 +103,8 @@ def sample_completions(model: nn.Module, prompts: Sequence[Sequence[int]], setti
     try:
         torch.set_num_threads(decode_threads(model, threads))
         for start in range(0, len(prompts), step):
-            out.extend(_sample_chunk(model, prompts[start:start + step], settings, stop_ids))
+            chunk_seeds = seeds[start:start + step] if seeds is not None else None
+            out.extend(_sample_chunk(model, prompts[start:start + step], settings, stop_ids, chunk_seeds))
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
@@ -100,8 +124,9 @@ def decode_threads(model: nn.Module, threads: int) -> int:
 
 
 def _sample_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: SamplingSettings,
-                  stop_ids: Sequence[int]) -> Completions:
+                  stop_ids: Sequence[int], seeds: Sequence[int] | None) -> Completions:
     device = next(model.parameters()).device
+    generators = row_generators(seeds, device) if seeds is not None and not s.greedy else []
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
@@ -115,7 +140,7 @@ def _sample_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: Samplin
     alive = list(range(n))  # original row of each batch row
     cache_arg = cache_argument(model)
     for t in range(s.max_new_tokens):
-        tokens, entropy = pick_tokens(logits, s)
+        tokens, entropy = pick_tokens(logits, s, [generators[row] for row in alive] if generators else ())
         finished = torch.isin(tokens, stops) if len(stop_ids) else torch.zeros_like(tokens, dtype=torch.bool)
         keep = []
         for b, (row, tok, ent, fin) in enumerate(zip(alive, tokens.tolist(), entropy.tolist(), finished.tolist())):

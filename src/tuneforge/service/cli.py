@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import TuneforgeError
 from . import FINAL_STATUSES
 from .client import ServiceClient
+from .sweep_cli import add_sweep
 from .settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_home, is_loopback
 
 _HELD: list[int] = []  # descriptors of locks this process keeps for its lifetime
@@ -313,6 +314,7 @@ def _add_tasks(sub) -> None:
     a = action("import", "index a run directory trained from a terminal, so it is listed with its charts", _cmd_import)
     a.add_argument("run_dir")
     a.add_argument("--name", help="task name (default: the directory's name)")
+    add_sweep(action)  # sweep_cli.py: tuneforge tasks sweep / sweep-show
 
 
 def add_parser(subparsers) -> None:

@@ -57,6 +57,17 @@ def _data_paths(config: dict[str, Any]) -> list[str]:
     return found
 
 
+def _attempt_seconds(row: dict) -> float:
+    """Seconds the task's last attempt ran (started_at to finished_at; 0 when either is missing)."""
+    from datetime import datetime
+
+    try:
+        started, finished = (datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")) for k in ("started_at", "finished_at"))
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, (finished - started).total_seconds())
+
+
 def _start_time(pid: int | None) -> float | None:
     import psutil
 
@@ -105,7 +116,8 @@ class TaskService:
     def task_view(row: dict) -> dict[str, Any]:
         keys = ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "config", "progress",
                 "best_metric", "best_metric_name", "peak_gpu_gib", "peak_host_gib", "error", "exit_code", "gpus",
-                "executor", "source", "sweep_id", "trial_params", "stop_reason")
+                "executor", "source", "sweep_id", "trial_params", "stop_reason", "attempt", "first_started_at",
+                "earlier_attempts_s")
         view = {k: row.get(k) for k in keys}
         view["config"] = view["config"] or {}
         view["stop_requested"] = bool(row.get("stop_requested"))
@@ -246,7 +258,8 @@ class TaskService:
         except ConfigError as exc:
             raise BadRequest(str(exc), config_error_key(str(exc))) from None
         if not self.store.update_task(row["id"], where_status=RESUMABLE, status="queued", config=config,
-                                      stop_requested=0, finished_at=None, exit_code=None, error=None):
+                                      stop_requested=0, finished_at=None, exit_code=None, error=None,
+                                      earlier_attempts_s=(row.get("earlier_attempts_s") or 0.0) + _attempt_seconds(row)):
             raise Conflict(f"task {row['id']} changed status meanwhile; try again.")
         self.notify()
         return self.get_task(row["id"])

@@ -129,6 +129,8 @@ class RunSummary:
     best_metric: float | None = None
     peak_host_gib: float | None = None
     peak_gpu_gib: float | None = None
+    step_seconds: float | None = None  # measured time per optimizer step (progress.json): the ETA's basis
+    checkpoint_step: int | None = None  # where a resume continues (set when a task stops short of the end)
 
     def add_metric(self, row: dict) -> None:
         if row.get("event") in ("start", "resume") and row.get("total_steps"):
@@ -152,12 +154,28 @@ class RunSummary:
         if gpu:
             self.peak_gpu_gib = max(self.peak_gpu_gib or 0.0, round(float(gpu), 3))
 
+    def add_live(self, live: dict | None) -> None:
+        """The run's ``progress.json`` (rewritten every step): a later step than metrics.jsonl's last line."""
+        if not live:
+            return
+        if self.step is None or live["step"] >= self.step:
+            self.step = int(live["step"])
+            self.epoch = live.get("epoch", self.epoch)
+        if live.get("total_steps"):
+            self.total_steps = int(live["total_steps"])
+        if isinstance(live.get("step_seconds"), (int, float)):
+            self.step_seconds = float(live["step_seconds"])
+
     def progress(self) -> dict | None:
         if self.step is None and self.total_steps is None:
             return None
         fraction = (self.step or 0) / self.total_steps if self.total_steps else None
+        eta = (self.total_steps - (self.step or 0)) * self.step_seconds \
+            if self.total_steps and self.step_seconds is not None else None
         return {"step": self.step or 0, "total_steps": self.total_steps, "epoch": self.epoch,
-                "fraction": round(min(fraction, 1.0), 4) if fraction is not None else None}
+                "fraction": round(min(fraction, 1.0), 4) if fraction is not None else None,
+                "step_seconds": self.step_seconds, "eta_s": round(max(eta, 0.0), 1) if eta is not None else None,
+                **({"checkpoint_step": self.checkpoint_step} if self.checkpoint_step is not None else {})}
 
     def columns(self) -> dict[str, Any]:
         return {"progress": self.progress(), "best_metric": self.best_metric, "best_metric_name": self.metric_name,

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
 MIGRATIONS: list[str] = [
@@ -99,6 +99,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN trial_params TEXT;
     ALTER TABLE tasks ADD COLUMN stop_reason TEXT;
     CREATE INDEX tasks_sweep ON tasks(sweep_id)
+    """,
+    # 6: time across attempts: when the first attempt started and the seconds of the attempts before this one
+    # (a resume starts a new attempt; the console's elapsed time covers them all)
+    """
+    ALTER TABLE tasks ADD COLUMN first_started_at TEXT;
+    ALTER TABLE tasks ADD COLUMN earlier_attempts_s REAL NOT NULL DEFAULT 0
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ..cli import entry
 
-        # Exactly the console script `tuneforge train CONFIG --no-progress`: its signal handlers, messages, exit codes.
-        sys.argv = ["tuneforge", "train", str(run_dir / TASK_CONFIG_FILE), "--no-progress"]
+        # Exactly the console script `tuneforge train CONFIG`: its signal handlers, messages, exit codes, and its
+        # plain step lines (loss, lr, tokens/s: stdout is the log file, not a terminal, so no bar is drawn).
+        sys.argv = ["tuneforge", "train", str(run_dir / TASK_CONFIG_FILE)]
         entry()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -20,6 +20,8 @@ from .runfiles import (EXIT_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_C
 from .pruning import sweep_pass
 from .store import utc_now
 from .sweeps import SweepGate
+from ..training.checkpoint import latest_saved
+from ..training.progress import read_progress
 from ..training.rundir import init_run_dir
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ class _Follower:
     """Folds a running task's new metrics and resources rows into its summary columns."""
 
     def __init__(self, task: dict):
-        run_dir = Path(task["run_dir"])
+        run_dir = self.run_dir = Path(task["run_dir"])
         self.metrics, self.resources = JsonlTail(run_dir / METRICS_FILE), JsonlTail(run_dir / RESOURCES_FILE)
         self.summary = RunSummary(metric_name=task.get("best_metric_name") or "eval_loss")
         self.last: dict = {}
@@ -43,6 +45,7 @@ class _Follower:
             self.summary.add_metric(row)
         for row in self.resources.poll():
             self.summary.add_resource(row)
+        self.summary.add_live(read_progress(self.run_dir))
         columns = self.summary.columns()
         if columns == self.last:
             return None
@@ -137,6 +140,9 @@ class Worker:
         follower = self._followers.pop(task["id"], None) or _Follower(task)
         follower.update()
         status, error = final_status(task, exit)
+        if status != "succeeded":  # the step a resume continues from, which the page shows after a stop
+            saved = latest_saved(Path(task["run_dir"]))
+            follower.summary.checkpoint_step = int(saved.name.rsplit("-", 1)[1]) if saved else 0
         self.service.store.update_task(task["id"], where_status=["running"], status=status, error=error,
                                        exit_code=exit.code, finished_at=utc_now(), gpu_ids=None,
                                        **follower.summary.columns())
@@ -168,8 +174,10 @@ class Worker:
                 if len(free) < task["gpus"]:
                     return  # first in, first out: the head of the queue waits for its GPUs
                 gpu_ids = free[: task["gpus"]]
+            now = utc_now()
             claimed = service.store.update_task(task["id"], where_status=["queued"], status="running",
-                                                started_at=utc_now(), gpu_ids=gpu_ids, pid=None, job_id=None,
+                                                started_at=now, first_started_at=task.get("first_started_at") or now,
+                                                gpu_ids=gpu_ids, pid=None, job_id=None,
                                                 proc_started=None, attempt=task["attempt"] + 1)
             if not claimed:  # someone else took or stopped it
                 continue

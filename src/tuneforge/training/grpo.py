@@ -94,6 +94,19 @@ def completion_logps(runner: nn.Module, batch: RolloutBatch, temperature: float)
     return out.masked_scatter(batch.completion_mask.bool(), picked)
 
 
+EVAL_EPOCH = -2  # sample_seed's epoch for validation draws (training epochs count from 0; -1: outside the loop)
+
+
+def sample_seed(seed: int, epoch: int, row: int, choice: int) -> int:
+    """The generator seed of one sampled completion: a function of the run's seed, the epoch, the data row and
+    the choice only (a row is dealt once per epoch), so the draw is the same whatever the processes, the
+    accumulation or an interruption."""
+    value = seed
+    for part in (epoch + 3, row, choice):
+        value = (value * 6364136223846793005 + part * 1442695040888963407 + 1) % (2 ** 63 - 1)
+    return value
+
+
 def reference_kind(cfg) -> str:
     """none (grpo_beta 0) | adapter_disabled (a new LoRA adapter) | copy (full, or LoRA from a starting adapter)."""
     if cfg.grpo_beta == 0.0:
@@ -144,8 +157,10 @@ class GRPORecipe:
 
     def rollouts(self, micro_rows: list[list[int]], loop: Any = None) -> list[RolloutBatch]:
         rows = [self.data.train.rows[i] for mb in micro_rows for i in mb]
+        epoch = loop.state.epoch if loop is not None else -1
+        seeds = [sample_seed(self.cfg.seed, epoch, i, g) for mb in micro_rows for i in mb for g in range(self.G)]
         started = time.perf_counter()
-        sampled = self._sample(rows, self.sampling)
+        sampled = self._sample(rows, self.sampling, seeds=seeds)
         scored_at = time.perf_counter()
         rewards, per_fn = self._score(rows, sampled)
         advantages = self._advantages(rewards, loop)
@@ -162,12 +177,13 @@ class GRPORecipe:
         return batches
 
     # -- rollouts and scoring -------------------------------------------------------------------------
-    def _sample(self, rows: list[PromptRow], settings: SamplingSettings, repeat: int | None = None) -> Completions:
+    def _sample(self, rows: list[PromptRow], settings: SamplingSettings, repeat: int | None = None,
+                seeds: list[int] | None = None) -> Completions:
         repeat = self.G if repeat is None else repeat
         prompts = [r.ids for r in rows for _ in range(repeat)]
         with self.accelerator.autocast():
             out = sample_completions(self._policy().model, prompts, settings, self.stop_ids,
-                                     self.cfg.generation_batch_size)
+                                     self.cfg.generation_batch_size, seeds)
         tokens = sum(len(t) for t in out.tokens)
         self.timing["rollout_tokens"] += tokens
         return out
@@ -282,14 +298,17 @@ class GRPORecipe:
         rows = [self.data.validation.rows[i] for i in batch.rows]  # type: ignore[union-attr]
         stats: dict[str, Any] = {"completions": float(len(rows))}
         greedy = SamplingSettings(self.cfg.max_completion_length, greedy=True)
+        seeds = [sample_seed(self.cfg.seed, EVAL_EPOCH, i, 0) for i in batch.rows]  # the same draws at every evaluation
+        tokens_before = self.timing["rollout_tokens"]
         for suffix, settings in (("", greedy), ("_sampled", self.sampling)):
-            total, per_fn = self._score(rows, self._sample(rows, settings, repeat=1), repeat=1)
+            total, per_fn = self._score(rows, self._sample(rows, settings, repeat=1, seeds=seeds), repeat=1)
             stats[f"reward{suffix}_sum"] = float(torch.nansum(total))
             stats[f"reward{suffix}_n"] = float((~torch.isnan(total)).sum())
             if not suffix:
                 for name, values in per_fn.items():
                     stats[f"reward/{name}_sum"] = float(torch.nansum(values))
                     stats[f"reward/{name}_n"] = float((~torch.isnan(values)).sum())
+        self.timing["rollout_tokens"] = tokens_before  # validation answers are not training rollouts
         return torch.zeros(()), stats
 
     def eval_batches(self) -> list[EvalPrompts]:

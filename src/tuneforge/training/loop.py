@@ -25,6 +25,7 @@ from ..monitor import MetricsLog, Throughput, memory
 from ..outputs import load_trainable, save_trainable
 from . import parallel
 from .batch_fit import free_memory, is_oom, rechunk
+from .progress import ProgressFile
 from .sampler import BatchGeometry, epoch_steps, steps_per_epoch
 
 
@@ -129,6 +130,7 @@ class TrainingLoop:
         self.micro_limit = 0  # 0 = micro-batches as the sampler deals them; >0 = split to at most this many rows
         self.last_skip: str | None = None
         self.best_path = output_dir / "checkpoint-best" / "trainable.safetensors"
+        self.progress_file = ProgressFile(output_dir, self.total_steps) if accelerator.is_main_process else None
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> LoopResult:
@@ -171,9 +173,15 @@ class TrainingLoop:
 
     def _train_step(self, micro_rows: list[list[int]]) -> None:
         """One optimizer step; its stats join the logging window, a skipped step is reported instead."""
+        began = time.perf_counter()
         sums, grad_norm, applied = self._step(micro_rows)
+        took = time.perf_counter() - began
+        self.throughput.spent(took)  # tokens/s over the steps' own time, not evaluations'
         self.state.global_step += 1
         self.state.step_in_epoch += 1
+        if self.progress_file is not None:
+            self.progress_file.step_done(self.state.global_step,
+                                         self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), took)
         if applied:
             for k, v in sums.items():
                 self.window[k] = self.window.get(k, 0.0) + v

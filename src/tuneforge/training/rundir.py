@@ -27,7 +27,7 @@ CONFIG_FILE = "tuneforge_config.yaml"  # written last: its presence means the ru
 
 # What a run writes at the top of its directory; ``overwrite_output_dir`` removes these and nothing else.
 # (Files of a task runner, e.g. train.log or resources.jsonl, stay.)
-RUN_FILES = ("metrics.jsonl", "generations.jsonl", CONFIG_FILE, "README.md", "training_curves.png", "adapter_config.json",
+RUN_FILES = ("metrics.jsonl", "progress.json", "generations.jsonl", CONFIG_FILE, "README.md", "training_curves.png", "adapter_config.json",
              "adapter_model.safetensors", "config.json", "generation_config.json", "model.safetensors",
              "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
              "chat_template.jinja", "vocab.json", "merges.txt", "added_tokens.json")

@@ -147,14 +147,28 @@ TF.methodLabel = function (c) {
   return "LoRA";
 };
 
-/** Elapsed seconds (until now or the end) and the ETA from the progress fraction, for running tasks. */
+/** Elapsed seconds over every attempt (earlier attempts plus this one, until now or its end), this attempt's
+    own seconds, and for a running task the ETA from the measured time per step (progress.json). */
 TF.taskTimes = function (t) {
   const start = TF.seconds(t.started_at), end = TF.seconds(t.finished_at);
-  if (start === null) return { elapsed: null, eta: null };
-  const elapsed = (end !== null ? end : Date.now() / 1000) - start;
-  const f = (t.progress || {}).fraction;
-  const eta = t.status === "running" && TF.num(f) && f > 0.01 && f < 1 ? elapsed * (1 - f) / f : null;
-  return { elapsed: Math.max(0, elapsed), eta: eta };
+  if (start === null) return { elapsed: null, attempt: null, eta: null };
+  const attempt = Math.max(0, (end !== null ? end : Date.now() / 1000) - start);
+  const p = t.progress || {};
+  let eta = null;
+  if (t.status === "running" && TF.num(p.eta_s)) eta = p.eta_s;
+  else if (t.status === "running" && TF.num(p.fraction) && p.fraction > 0.01 && p.fraction < 1) eta = attempt * (1 - p.fraction) / p.fraction;
+  return { elapsed: attempt + (TF.num(t.earlier_attempts_s) ? t.earlier_attempts_s : 0), attempt: attempt, eta: eta };
+};
+
+/** "step N / M", or after a stop short of the end "step N / M (resumes from step K)". */
+TF.stepText = function (t) {
+  const p = t.progress || {};
+  if (!TF.num(p.step)) return "";
+  let text = "step " + p.step + (TF.num(p.total_steps) ? " / " + p.total_steps : "");
+  if (TF.num(p.checkpoint_step) && !TF.isActive(t) && t.status !== "succeeded" && p.checkpoint_step !== p.step) {
+    text += " (resumes from step " + p.checkpoint_step + ")";
+  }
+  return text;
 };
 
 /** A memory estimate (from /api/tasks/validate: GiB per part, "total", "device", "mixed_precision") as HTML. */

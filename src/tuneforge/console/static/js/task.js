@@ -111,16 +111,17 @@
     const bar = document.getElementById("task-progress");
     bar.setAttribute("aria-valuenow", String(Math.round(frac * 100)));
     bar.firstElementChild.style.width = (frac * 100).toFixed(1) + "%";
-    document.getElementById("stat-progress").textContent = TF.pct(frac) +
-      (TF.num(p.step) ? " · step " + p.step + (TF.num(p.total_steps) ? " / " + p.total_steps : "") : "");
+    const steps = TF.stepText(t);
+    document.getElementById("stat-progress").textContent = TF.pct(frac) + (steps ? " · " + steps : "");
     const times = TF.taskTimes(t);
-    document.getElementById("stat-time").textContent = TF.duration(times.elapsed) + (TF.num(times.eta) ? " / ETA " + TF.duration(times.eta) : "");
+    const attempts = TF.num(t.attempt) && t.attempt > 1 ? " (" + t.attempt + " attempts; this one " + TF.duration(times.attempt) + ")" : "";
+    document.getElementById("stat-time").textContent = TF.duration(times.elapsed) + attempts + (TF.num(times.eta) ? " / ETA " + TF.duration(times.eta) : "");
     document.getElementById("stat-loss").textContent = TF.num(lastLoss) ? lossFmt(lastLoss) : "–";
     document.getElementById("stat-best").textContent = TF.metric(t.best_metric, t.best_metric_name);
     document.getElementById("stat-rate").textContent = TF.rate(lastRate);
     document.getElementById("stat-gpu").textContent = TF.num(t.peak_gpu_gib) ? TF.gib(t.peak_gpu_gib) : "– (no GPU)";
     document.getElementById("stat-host").textContent = TF.gib(t.peak_host_gib);
-    document.getElementById("started-at").textContent = TF.utc(t.started_at);
+    document.getElementById("started-at").textContent = TF.utc(t.first_started_at || t.started_at);
     document.getElementById("finished-at").textContent = TF.utc(t.finished_at);
     const err = document.getElementById("task-error");
     err.hidden = !t.error;
@@ -151,6 +152,11 @@
       const res = await fetch(window.location.pathname, { headers: { "Accept": "text/html" } });
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      // a finished model appears: Deploy and Chat become available without a reload
+      ["deploy-button", "chat-link"].forEach(function (elId) {
+        const now = doc.getElementById(elId), mine = document.getElementById(elId);
+        if (now && mine) mine.hidden = now.hidden;
+      });
       const fresh = doc.getElementById("outputs");
       if (!fresh) return;
       document.getElementById("outputs").replaceWith(fresh);
@@ -208,7 +214,12 @@
     lastEventAt = Date.now();
     source = new EventSource(base + "/events?position=" + position());
     source.onopen = function () { live.connected = true; setLive("live"); };
-    source.addEventListener("task", function (ev) { track(ev); showTask(JSON.parse(ev.data)); });
+    source.addEventListener("task", function (ev) {
+      track(ev);
+      const was = task.status;
+      showTask(JSON.parse(ev.data));
+      if (task.status !== was && !TF.isActive(task)) refreshOutputs();  // finished: Deploy, Chat, the model
+    });
     source.addEventListener("metric", function (ev) { addMetric(JSON.parse(ev.data)); track(ev); showTask(task); });
     source.addEventListener("resource", function (ev) { addResource(JSON.parse(ev.data)); track(ev); });
     source.addEventListener("log", function (ev) { addLog(JSON.parse(ev.data).text); track(ev); });
@@ -268,6 +279,12 @@
   showSizes();
   showTask(task);
   setInterval(function () { showTask(task); }, 1000);  // elapsed time and ETA tick between events
+  // checkpoints appear while the task runs: keep the outputs list current (and catch a status change)
+  let lastStatus = task.status;
+  setInterval(function () {
+    if (TF.isActive(task) || task.status !== lastStatus) refreshOutputs();
+    lastStatus = task.status;
+  }, 15000);
   loadHistory().then(function () {
     showTask(task);
     if (TF.isActive(task)) connect(); else setLive("finished");

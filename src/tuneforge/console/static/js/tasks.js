@@ -25,7 +25,7 @@
     const c = t.config || {};
     const p = t.progress || {};
     const frac = TF.num(p.fraction) ? p.fraction : (t.status === "succeeded" ? 1 : 0);
-    const stepText = TF.num(p.step) ? "step " + p.step + (TF.num(p.total_steps) ? " / " + p.total_steps : "") : "";
+    const stepText = TF.stepText(t);
     const times = TF.taskTimes(t);
     const best = TF.esc(TF.metric(t.best_metric, t.best_metric_name));
     return '<tr data-id="' + t.id + '">' +
