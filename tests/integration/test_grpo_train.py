@@ -142,3 +142,31 @@ def test_crash_then_resume_draws_the_same_completions(tmp_path, monkeypatch):
     wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (tmp_path / "ref", tmp_path / "b"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_a_rows_draw_depends_on_its_seed_only():
+    """Per-row generators: the same seed draws the same completion whatever shares the batch, in any order."""
+    tok = toy_tokenizer()
+    model = toy_model(tok).eval()
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in ("What is 2 + 3?", "Hi", "当归是哪里产的？")]
+    settings = SamplingSettings(10, temperature=1.0, top_k=50)
+    together = sample_completions(model, prompts, settings, [tok.eos_token_id], seeds=[1, 2, 3])
+    alone = sample_completions(model, [prompts[1]], settings, [tok.eos_token_id], seeds=[2])
+    reordered = sample_completions(model, prompts[::-1], settings, [tok.eos_token_id], seeds=[3, 2, 1],
+                                   batch_size=2)
+    assert together.tokens[1] == alone.tokens[0] and reordered.tokens == together.tokens[::-1]
+    other = sample_completions(model, [prompts[1]], settings, [tok.eos_token_id], seeds=[7])
+    assert other.tokens != alone.tokens
+
+
+def test_gumbel_draws_follow_the_distribution():
+    from tuneforge.models.rollout import pick_tokens, row_generators
+
+    logits = torch.log(torch.tensor([[1.0, 2.0, 3.0, 1e-9]])).repeat(3000, 1)
+    tokens, entropy = pick_tokens(logits, SamplingSettings(1), row_generators(range(3000), torch.device("cpu")))
+    freq = torch.bincount(tokens, minlength=4).float() / 3000
+    assert freq.tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 0.0], abs=0.03)
+    top1, _ = pick_tokens(logits[:50], SamplingSettings(1, top_k=1), row_generators(range(50), torch.device("cpu")))
+    assert top1.tolist() == [2] * 50
+    nucleus, _ = pick_tokens(logits[:500], SamplingSettings(1, top_p=0.6), row_generators(range(500), torch.device("cpu")))
+    assert set(nucleus.tolist()) == {1, 2}  # 3/6 < 0.6: the second most likely token is kept, the rest not

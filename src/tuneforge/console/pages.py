@@ -22,7 +22,7 @@ EXAMPLE_DATA_DIR = Path(__file__).resolve().parents[3] / "examples" / "data"
 EXAMPLE_FILES = ("sft_train.jsonl", "sft_val.jsonl", "dpo_train.jsonl", "dpo_val.jsonl")
 STATIC_DIR = Path(__file__).parent / "static"
 NAV = (("/models", "Models", "models"), ("/datasets", "Data sets", "datasets"), ("/tasks/new", "New task", "new"),
-       ("/tasks", "Tasks", "tasks"), ("/compare", "Compare", "compare"))
+       ("/tasks", "Tasks", "tasks"), ("/sweeps", "Sweeps", "sweeps"), ("/compare", "Compare", "compare"))
 # Keys that differ between any two tasks by construction, or only say how a task was started (a resume, a
 # clone): not a difference in what was trained, so not highlighted on the compare page.
 _PER_TASK_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")
@@ -281,6 +281,24 @@ def task_file(request: Request, task_id: str, path: str) -> Response:
     if target is None:
         raise PageError(404, f"task {task['id']}: no file {path!r} in its run directory.")
     return FileResponse(target, filename=target.name)
+
+
+@router.get("/sweeps")
+def sweeps_page(request: Request) -> Response:
+    from ..service import sweeps
+
+    service = service_of(request)
+    return render(request, "sweeps.html", "sweeps", "Sweeps", sweeps=call(sweeps.list_all, service))
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(request: Request, sweep_id: str) -> Response:
+    """A sweep's trials, their curves and the winner (service/sweeps.py's view; sweep.js follows it live)."""
+    from ..service import sweeps
+
+    service = service_of(request)
+    sweep = call(sweeps.get, service, int_id(sweep_id, "sweep"))
+    return render(request, "sweep.html", "sweeps", f"Sweep {sweep['name']}", sweep=sweep)
 
 
 @router.get("/compare")

@@ -102,3 +102,57 @@ def test_compare_shows_real_differences_and_says_there_is_no_gpu(live_service, p
     if service.gpus == 0:
         assert "No GPU on this machine" in page.locator("#chart-cgpu").inner_text()
     shot(page, "compare")
+
+
+def test_live_progress_stop_resume_elapsed_and_deploy_without_reload(live_service, page_factory, shot, tmp_path):
+    """Progress moves every step (not at logging_steps), the log shows loss lines, a stop shows the step a
+    resume continues from, elapsed covers both attempts, and Deploy appears when the task succeeds."""
+    service = live_service.service
+    data = _dataset(service, tmp_path, "live.jsonl", [{"instruction": f"q{i} " * 8, "output": f"a{i} " * 8} for i in range(64)])
+    task = service.submit({"model": "builtin:toy", "train_data": data["path"], "lora_dim": 4, "max_steps": 400,
+                           "per_device_train_batch_size": 2, "seq_length": 64, "logging_steps": 1000,
+                           "eval_steps": 0, "save_steps": 10})
+    page, errors = page_factory()
+    errors.allowed_urls.add("/stop")
+    page.goto(f"{live_service.url}/tasks/{task['id']}")
+    # before any logging step: the bar already moves and the ETA is known
+    page.wait_for_function("/step ([3-9]|\\d\\d+) \\/ 400/.test(document.getElementById('stat-progress').textContent)",
+                           timeout=120_000)
+    assert not [m for m in service.metrics(task["id"]) if "loss" in m]
+    assert "ETA" in page.locator("#stat-time").inner_text()
+    page.wait_for_function("/step (1[1-9]|[2-9]\\d)\\d* \\/ 400/.test(document.getElementById('stat-progress').textContent)",
+                           timeout=120_000)
+    page.click('[data-act="stop"]')
+    page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'stopped'", timeout=60_000)
+    stopped = service.get_task(task["id"])
+    resume_step = stopped["progress"]["checkpoint_step"]
+    assert resume_step >= 10 and resume_step % 10 == 0 or resume_step == stopped["progress"]["step"]
+    if resume_step != stopped["progress"]["step"]:
+        assert f"resumes from step {resume_step}" in page.locator("#stat-progress").inner_text()
+    first_attempt = stopped["finished_at"]
+    shot(page, "stopped")
+
+    # resume with a short end so the test finishes: the config's max_steps stays; the service continues it
+    page.click('[data-act="resume"]')
+    page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'running'", timeout=60_000)
+    page.click('[data-act="stop"]')
+    page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'stopped'", timeout=60_000)
+    two = service.get_task(task["id"])
+    assert two["attempt"] == 2 and two["earlier_attempts_s"] > 0 and two["first_started_at"] <= first_attempt
+    assert "2 attempts" in page.locator("#stat-time").inner_text()
+
+
+def test_a_finished_task_shows_deploy_and_its_loss_lines_without_a_reload(live_service, page_factory, tmp_path):
+    service = live_service.service
+    data = _dataset(service, tmp_path, "short.jsonl", [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(16)])
+    task = service.submit({"model": "builtin:toy", "train_data": data["path"], "lora_dim": 4, "max_steps": 4,
+                           "per_device_train_batch_size": 2, "seq_length": 32, "logging_steps": 2, "eval_steps": 0})
+    page, _ = page_factory()
+    page.goto(f"{live_service.url}/tasks/{task['id']}")
+    assert page.locator("#deploy-button").is_hidden() or service.get_task(task["id"])["status"] == "succeeded"
+    page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'succeeded'", timeout=180_000)
+    page.locator("#deploy-button").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#chat-link").is_visible()
+    page.locator("#outputs a", has_text="adapter_model.safetensors").wait_for(timeout=30_000)
+    log = page.locator("#log").inner_text()
+    assert re.search(r"step 2/4: loss=\d", log) and "tok/s=" in log, log[-2000:]

@@ -65,10 +65,11 @@ def test_scores_swaps_ties_failures_retries_and_the_cache(stub, tmp_path, capsys
     assert [r["judge"]["pairwise"]["outcome"] for r in rows] == ["win", "loss", "tie", "tie", "unparseable", "win",
                                                                  "failed"]
     assert [r["judge"]["language"] for r in rows] == ["en", "en", "zh", "en", "en", "zh", "en"]
-    # 7 rows x (2 grades + 2 orders) requests, less one: row 3's two answers are the same, so are their grade
-    # requests, asked once; retries: 1 + 2 + 3 + 3 (row 6), 3 x 3 for the 3 requests that fail
-    assert judge["requests"] == {"sent": 27, "cached": 0, "retries": 18, "failed": 3}
-    assert len(script.calls) == 27 + 18
+    # 7 rows x (2 grades + 2 orders) requests, less two: row 3's two answers are the same, so its two grade
+    # requests are one request, and so are its two orders; each is asked once.
+    # Retries: 1 + 2 + 3 + 3 (row 6), 3 x 3 for the 3 requests that fail
+    assert judge["requests"] == {"sent": 26, "cached": 0, "retries": 18, "failed": 3}
+    assert len(script.calls) == 26 + 18
     # the judge's reasons and the rubric are in the files; the unparseable answer is kept, not dropped
     assert rows[0]["judge"]["single"]["tuned"]["reason"] == "Reasons.\nRating: [[8]]"
     assert rows[2]["judge"]["single"]["tuned"]["reason"].endswith("评分：[[7]]")
@@ -91,7 +92,7 @@ def test_scores_swaps_ties_failures_retries_and_the_cache(stub, tmp_path, capsys
     before = len(script.calls)
     assert main(args + _judge_args(url, tmp_path, "second")) == 0
     again = _results(tmp_path, "second")[0]["judge"]
-    assert again["requests"] == {"sent": 3, "cached": 24, "retries": 0, "failed": 0}
+    assert again["requests"] == {"sent": 3, "cached": 23, "retries": 0, "failed": 0}
     assert len(script.calls) - before == 3 and again["pairwise"]["counts"] == {"win": 3, "tie": 2, "loss": 1}
     # and once more: nothing is sent at all
     before = len(script.calls)

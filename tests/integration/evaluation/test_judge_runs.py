@@ -98,6 +98,12 @@ def test_compare_and_compare_base_together_are_refused(runs, tmp_path, capsys):
     assert main(["eval", str(runs["a"]), "--data", runs["data"], "--compare-base", "--compare", str(runs["b"]),
                  "--output", str(tmp_path / "o")]) == 2
     assert "give one" in capsys.readouterr().err
+    assert main(["eval", str(runs["a"]), "--data", runs["data"], "--compare", str(tmp_path / "nope"),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    assert main(["eval", str(runs["a"]), "--data", runs["data"], "--metrics", "loss", "--judge", "http://127.0.0.1:9/v1",
+                 "--judge-model", "m", "--output", str(tmp_path / "o")]) == 2
+    assert "judges generated answers" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def _serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
