@@ -211,7 +211,10 @@ def _deployment_routes(app: FastAPI, service: TaskService) -> None:
         return service.deployments.undeploy(task_id)
 
     @app.post("/api/tasks/{task_id}/deployment/chat")
-    def chat(task_id: RowId, payload: Any = Body(...)) -> dict:
+    def chat(task_id: RowId, payload: Any = Body(...)):
+        if isinstance(payload, dict) and payload.get("stream") is True:  # token by token, as server-sent events
+            return StreamingResponse(service.deployments.chat_stream(task_id, payload), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return service.deployments.chat(task_id, payload)
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import httpx
 import psutil
@@ -68,6 +68,13 @@ def _process(row: dict) -> psutil.Process | None:
         return None if proc.status() == psutil.STATUS_ZOMBIE else proc
     except (psutil.Error, TypeError, ValueError):
         return None
+
+
+def _refused(response: httpx.Response) -> ServiceError:
+    """The deployment's own refusal as ours: its status for a 4xx, 409 for its 5xx (never a 5xx of ours)."""
+    error = ServiceError(f"the deployment refused the request: {_upstream_reason(response)}")
+    error.status = response.status_code if response.status_code < 500 else 409
+    return error
 
 
 def _upstream_reason(response: httpx.Response) -> str:
@@ -175,32 +182,62 @@ class Deployments:
             self.store.delete_deployment(row["task_id"])
         self._children.pop(int(task_id), None)
 
-    def chat(self, task_id: int, body: Any) -> dict[str, Any]:
-
+    def _ready_deployment(self, task_id: int, body: Any) -> dict:
+        """The task's ready deployment for a chat body; BadRequest / Conflict naming what is missing."""
         deployment = self.get(task_id, missing_ok=True)  # an unknown task: 404 before anything else
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise BadRequest('body: expected an OpenAI chat body {"messages": [{"role": "user", "content": "..."}]}.',
                              "messages")
-        if body.get("stream"):
-            raise BadRequest("stream: the service's chat endpoint answers whole; stream from the deployment's own "
-                             "/v1/chat/completions.", "stream")
         if deployment is None:
             raise Conflict(f"task {task_id} is not deployed: deploy it first (POST /api/tasks/{task_id}/deploy).")
         if deployment["status"] != "ready":
             raise Conflict(f"task {task_id}: its deployment is {deployment['status']}"
                            + (f" ({deployment['error']})" if deployment.get("error") else "")
                            + ("; wait until it is ready." if deployment["status"] == "starting" else "; deploy it again."))
+        return deployment
+
+    def chat(self, task_id: int, body: Any) -> dict[str, Any]:
+        """One whole answer from the task's deployment (``stream: true`` goes through ``chat_stream``)."""
+        deployment = self._ready_deployment(task_id, body)
         try:
             response = httpx.post(f"{deployment['url']}/v1/chat/completions", timeout=CHAT_TIMEOUT_S,
-                                  json={"model": deployment["model"], **body})
+                                  json={**body, "model": deployment["model"], "stream": False})
         except httpx.TransportError as exc:
             raise Conflict(f"task {task_id}: its deployment at {deployment['url']} did not answer "
                            f"({exc.__class__.__name__}).") from None
         if response.status_code >= 400:
-            error = ServiceError(f"the deployment refused the request: {_upstream_reason(response)}")
-            error.status = response.status_code if response.status_code < 500 else 409  # never a 5xx of ours
-            raise error
+            raise _refused(response)
         return response.json()
+
+    def chat_stream(self, task_id: int, body: Any) -> Iterator[bytes]:
+        """The deployment's server-sent events, passed through as they arrive. Refusals (not deployed, a bad
+        body, the server's own 4xx) are raised before the first byte; a reader that leaves closes the upstream
+        request, which cancels the generation there."""
+        deployment = self._ready_deployment(task_id, body)
+        client = httpx.Client(timeout=httpx.Timeout(CHAT_TIMEOUT_S, connect=5.0))
+        try:
+            request = client.build_request("POST", f"{deployment['url']}/v1/chat/completions",
+                                           json={**body, "model": deployment["model"], "stream": True})
+            response = client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            client.close()
+            raise Conflict(f"task {task_id}: its deployment at {deployment['url']} did not answer "
+                           f"({exc.__class__.__name__}).") from None
+        if response.status_code >= 400:
+            response.read()
+            client.close()
+            raise _refused(response)
+
+        def relay() -> Iterator[bytes]:
+            try:
+                yield from response.iter_raw()
+            except httpx.TransportError as exc:  # the server died mid-answer: say so in the stream itself
+                yield (b'data: {"error": {"message": "the deployment stopped answering (%s)"}}\n\n'
+                       % exc.__class__.__name__.encode())
+            finally:
+                response.close()
+                client.close()
+        return relay()
 
     # -- state --------------------------------------------------------------------------------------------
 

@@ -24,15 +24,30 @@ def test_deploy_and_chat_from_the_console(live_service, page_factory, shot, tmp_
     page.wait_for_url(f"**/tasks/{task['id']}/chat")
     page.wait_for_function("document.getElementById('dep-status').textContent.trim() === 'ready'", timeout=180_000)
     assert page.locator("#dep-model").text_content() == "browser-chat"
+    # the answer streams: its text changes many times before it is complete
+    page.evaluate("""() => { window.chatUpdates = 0;
+        new MutationObserver(() => window.chatUpdates++).observe(document.getElementById('chat-messages'),
+                                                                  {subtree: true, characterData: true, childList: true}); }""")
     page.fill("#chat-input", "What is 2 plus 2?")
-    page.fill("#chat-max-tokens", "6")
+    page.fill("#chat-max-tokens", "24")
+    page.fill("#chat-temperature", "1")
     page.click("#chat-send")
     answer = page.locator(".chat-assistant")
-    answer.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('.chat-assistant .note').textContent.includes('finish:')", timeout=60_000)
     assert "model browser-chat" in answer.text_content()
     assert "answer tokens" in page.locator("#chat-usage").text_content()
+    assert page.evaluate("window.chatUpdates") >= 5, "the answer arrived in one piece, not streamed"
+    said = answer.locator("pre").text_content()
+    page.reload()  # the conversation is kept across a reload
+    page.locator(".chat-assistant").wait_for(timeout=30_000)
+    assert page.locator(".chat-user pre").first.text_content() == "What is 2 plus 2?"
+    assert page.locator(".chat-assistant pre").first.text_content() == said
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
     shot(page, "chat-playground")
+
+    page.click("#chat-clear")
+    page.reload()
+    assert page.locator(".chat-assistant").count() == 0
 
     pid = live_service.service.deployments.get(task["id"])["pid"]
     page.click("#chat-stop")

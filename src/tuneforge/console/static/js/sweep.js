@@ -11,8 +11,9 @@
   const chart = new TF.Chart("sweval", document.getElementById("chart-sweval"), {  // accuracies drawn in %
     unit: unit, format: function (v) { return isPct ? TF.fixed(v, 1) + " %" : fmtMetric(v); }, series: [], emptyText: "No evaluation yet." });
   const state = window.tfSweep = { sweep: sweep, scatter: [], curves: {}, loaded: 0 };
+  const param = function (v) { return TF.num(v) ? TF.sci(v) : TF.yamlScalar(v); };
   const labelOf = function (t) {
-    return "#" + t.id + " " + keys.map(function (k) { return k + "=" + TF.yamlScalar(t.params[k]); }).join(" ");
+    return "#" + t.id + " " + keys.map(function (k) { return k + "=" + param(t.params[k]); }).join(" ");
   };
 
   function renderHead() {
@@ -30,7 +31,7 @@
       const note = t.id === winner ? "<strong>★ winner</strong>" : TF.esc(t.error || "");
       return '<tr data-task="' + t.id + '"' + (t.id === winner ? ' class="winner"' : "") + ">" +
         '<td><a href="/tasks/' + t.id + '">#' + t.id + "</a></td>" +
-        keys.map(function (k) { return '<td class="num" data-key="' + TF.esc(k) + '">' + TF.esc(TF.yamlScalar(t.params[k])) + "</td>"; }).join("") +
+        keys.map(function (k) { return '<td class="num" data-key="' + TF.esc(k) + '">' + TF.esc(param(t.params[k])) + "</td>"; }).join("") +
         "<td>" + TF.badge(t.status) + '</td><td class="num best">' + fmtMetric(t.best_metric) + "</td>" +
         '<td class="num">' + TF.gib(t.peak_host_gib) + '</td><td class="num">' + TF.gib(t.peak_gpu_gib) + "</td>" +
         '<td class="num">' + TF.duration(t.time_s) + '</td><td class="num">' +
@@ -45,7 +46,7 @@
     box.hidden = !w;
     if (!w) return;
     document.getElementById("winner-text").innerHTML = "Task <a href=\"/tasks/" + w.id + "\">#" + w.id + "</a> · " +
-      keys.map(function (k) { return "<code>" + TF.esc(k + "=" + TF.yamlScalar(w.params[k])) + "</code>"; }).join(" ") +
+      keys.map(function (k) { return "<code>" + TF.esc(k + "=" + param(w.params[k])) + "</code>"; }).join(" ") +
       " · best " + TF.esc(sweep.metric) + ' <strong id="winner-metric">' + fmtMetric(w.best_metric) + "</strong>";
     document.getElementById("deploy-button").dataset.task = w.id;
     document.getElementById("winner-clone").href = "/tasks/new?clone=" + w.id;
@@ -87,7 +88,7 @@
 
   function drawScatter() {
     const key = select.value || keys[0];
-    const W = 520, H = 260, L = 70, R = 16, T = 12, B = 44;
+    const W = 540, H = 260, L = 92, R = 16, T = 12, B = 44;
     const pts = sweep.trials.filter(function (t) { return TF.num(t.best_metric); }).map(function (t) {
       return { id: t.id, x: t.params[key], y: t.best_metric, winner: sweep.winner && sweep.winner.id === t.id };
     });
@@ -123,7 +124,7 @@
     pts.forEach(function (p, i) {
       const cx = px(xs[i]), cy = py(p.y);
       svg += '<circle class="pt" data-task="' + p.id + '" cx="' + cx.toFixed(1) + '" cy="' + cy.toFixed(1) + '" r="' + (p.winner ? 7 : 5) + '" fill="' +
-        (p.winner ? "#2b8a3e" : "#2456c7") + '" fill-opacity="0.8"><title>#' + p.id + " " + TF.esc(key + "=" + TF.yamlScalar(p.x)) + ": " + fmtMetric(p.y) + (p.winner ? " (winner)" : "") + "</title></circle>";
+        (p.winner ? "#2b8a3e" : "#2456c7") + '" fill-opacity="0.8"><title>#' + p.id + " " + TF.esc(key + "=" + param(p.x)) + ": " + fmtMetric(p.y) + (p.winner ? " (winner)" : "") + "</title></circle>";
     });
     box.innerHTML = svg + "</svg>";
   }
