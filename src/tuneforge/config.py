@@ -150,6 +150,7 @@ class TrainConfig:
     eval_generation_rows: int = config_key(4, "How many validation rows eval_generation_steps answers (the first ones of the validation set).", lo=1, hi=10000)
     # --- runtime --------------------------------------------------------------------------------
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = config_key("auto", "auto = bf16 on GPUs that support it, fp32 on CPU.")
+    memory_check: bool = config_key(True, "Refuse to start when the memory estimate (every row seq_length tokens long) exceeds the device's total memory (one GPU's, or host RAM on a CPU), naming the ways that fit; false starts anyway.")
     gradient_checkpointing: Union[bool, Literal["auto"]] = config_key(False, "Recompute activations in the backward pass: less memory, ~30% slower. 'auto' = on only when the memory estimate says the run would not fit without it.")
     packing: bool = config_key(False, "Concatenate the rows of a micro-batch (SFT rows; DPO chosen and rejected rows) into one sequence without padding (attention never crosses rows). Off by default: with SDPA the packed rows need a dense block mask, which measured slower on CPU than length-grouped padded batches; worth it on GPU with attn_implementation flash_attention_2 or flex_attention.")
     group_by_length: bool = config_key(True, "Without packing: fill each step with rows of similar length (seeded megabatches sorted by length), so little compute goes to padding.")

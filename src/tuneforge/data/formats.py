@@ -356,11 +356,13 @@ def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
 
 STRATEGY_KINDS = {"sft": "sft", "dpo": "preference"}
 # The row kinds each strategy trains on, in detection order (default: TRAINING_KINDS).
-STRATEGY_FORMAT_KINDS: dict[str, tuple[str, ...]] = {"kto": ("feedback", "preference"), "pretrain": ("text",)}
+STRATEGY_FORMAT_KINDS: dict[str, tuple[str, ...]] = {"kto": ("feedback", "preference"), "pretrain": ("text",),
+                                                     "reward": ("preference",)}
 # What a strategy says when a file's first row is of no kind it reads.
 STRATEGY_DATA_HINTS: dict[str, tuple[str, str]] = {
     "kto": ("label", "training_strategy=kto needs prompt (or messages)/completion/label rows, or prompt/chosen/rejected pairs"),
     "pretrain": ("text", "training_strategy=pretrain needs a 'text' column (or .txt/.md files)"),
+    "reward": ("rejected", "training_strategy=reward needs prompt/chosen/rejected rows"),
 }
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from ..config import FIELDS, from_dict, value_errors
 from ..errors import ConfigError, DataError, TuneforgeError
+from ..machine_check import check_machine
 from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter, uploads
@@ -159,6 +160,8 @@ class TaskService:
             raise BadRequest(str(exc), exc.key) from None
         try:
             cfg = from_dict({**raw, "output_dir": str(self.settings.runs_dir / "new-task")})
+            if self.executor.name == "local":  # a Ray cluster's machines are not this one
+                check_machine(cfg, "cuda" if self.gpus > 0 else "cpu")
         except TuneforgeError as exc:  # ConfigError, and the sharding checks' errors: the CLI's own messages
             raise BadRequest(str(exc), config_error_key(str(exc))) from None
         return {k: getattr(cfg, k) for k in raw}, cfg

@@ -140,7 +140,7 @@ def _kto_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
 
 # pretrain: a whole document, every token trained (training cuts documents longer than seq_length into pieces)
 ROW_BUILDERS: dict[str, Callable[[TrainConfig, object, int], list[dict]]] = {
-    "sft": _sft_rows, "dpo": _dpo_rows, "kto": _kto_rows, "pretrain": _sft_rows}
+    "sft": _sft_rows, "dpo": _dpo_rows, "kto": _kto_rows, "pretrain": _sft_rows, "reward": _dpo_rows}
 
 
 def _row_json(row: RenderedRow) -> dict:

@@ -24,6 +24,7 @@ from ..config import TrainConfig
 from ..errors import TrainingAborted
 from ..models.forward import CausalLMLoss
 from ..models.load import count_parameters, load_tokenizer, prepare_model, resolve_precision, write_shared_base
+from ..machine_check import check_machine
 from ..models.memory_report import checkpointing_needed, estimate_lines
 from ..monitor import MetricsLog, memory, progress_printer
 from ..outputs import point_adapter_at_base, save_config, save_model, write_model_card
@@ -141,6 +142,7 @@ class Run:
         """Tokenizer and data first: bad data is refused here, before any weights load or any file is written."""
         cfg = self.cfg
         self.strategy = strategy_for(cfg)
+        check_machine(cfg)  # a misspelled model, a seq_length beyond its context, a run that cannot fit
         torch.manual_seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         self.data = self.strategy.build_data(cfg, self.tokenizer)
