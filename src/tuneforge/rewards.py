@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -87,8 +88,10 @@ def _math_verify_equal() -> Callable[[str, str], bool] | None:
         return None
 
     def equal(completion: str, gold: str) -> bool:
-        target = parse(gold if "$" in gold or "\\" in gold else f"${gold}$")
-        return bool(target) and bool(verify(target, parse(completion)))
+        # math-verify's timeouts use SIGALRM, which only the main thread may set
+        limit = 5 if threading.current_thread() is threading.main_thread() else None
+        target = parse(gold if "$" in gold or "\\" in gold else f"${gold}$", parsing_timeout=limit)
+        return bool(target) and bool(verify(target, parse(completion, parsing_timeout=limit), timeout_seconds=limit))
 
     return equal
 

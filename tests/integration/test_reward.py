@@ -62,7 +62,7 @@ def _trl_values(tmp_path, tok, model, pairs, margins, center, peft_config=None):
     return trainer, float(loss), {k: v[-1] for k, v in trainer._metrics["eval"].items()}, inputs
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("method", [pytest.param("full", marks=pytest.mark.slow), "lora"])
 def test_loss_and_metrics_match_trl(tmp_path, method):
     pytest.importorskip("trl")
     from peft import LoraConfig
@@ -163,3 +163,15 @@ def test_eval_reports_preference_accuracy_as_training_measured_it(tmp_path):
     assert got["counts"]["rows"] == 6 and (out / "eval" / "val" / "eval_results.json").is_file()
     for key in ("loss", "accuracy", "margin"):
         assert metrics[key] == pytest.approx(best["eval_" + key], abs=1e-5), key
+
+
+def test_wrong_data_shape_and_a_bad_margin_name_file_line_and_field(tmp_path, sft_file):
+    from tuneforge.errors import DataError
+
+    tok = toy_tokenizer()
+    with pytest.raises(DataError, match="line 1, field 'rejected'.*reward needs prompt/chosen/rejected"):
+        build_reward_data(from_dict({"training_strategy": "reward", "train_data": str(sft_file)}), tok)
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "margin": "big"}) + "\n")
+    with pytest.raises(DataError, match="line 1, field 'margin'.*finite number"):
+        build_reward_data(from_dict({"training_strategy": "reward", "train_data": str(path)}), tok)

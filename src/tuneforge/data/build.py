@@ -315,7 +315,7 @@ def _build(entry: Path, path: str, files: list[Path], tokenizer, settings, on_ba
            inputs: dict[str, Any]) -> None:
     skip = on_bad_rows == "skip"
     tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-    writer = EntryWriter(tmp, 3 if settings.strategy in ("dpo", "kto") else 1)  # kto: pairs, one side may be empty
+    writer = EntryWriter(tmp, 3 if settings.strategy in ("dpo", "kto", "reward") else 1)  # kto: one side may be empty
     collector = _Collector(writer)
     read_report = RowReport()
     start = time.perf_counter()

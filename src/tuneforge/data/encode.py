@@ -229,7 +229,7 @@ def encode_pretrain(doc: Document, tokenizer, settings: EncodeSettings) -> Encod
 
 ENCODERS: dict[str, Callable[[Any, Any, EncodeSettings], Encoding]] = {
     "sft": encode_sft, "dpo": encode_dpo, "kto": encode_kto, "pretrain": encode_pretrain,
-    # a reward model reads DPO's pairs, encoded the same way (training builds them as "dpo")
+    # a reward model reads DPO's pairs, encoded the same way
     "reward": encode_dpo}
 
 

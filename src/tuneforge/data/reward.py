@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .dpo import build_dpo_data
 from .sources import RawLine, file_rows, parse_line
-from .split import PreparedData, Split
+from .split import PreparedData, Split, prepare_data
 
 
 def _file_margins(path: str) -> dict[int, float]:
@@ -49,7 +48,7 @@ def split_margins(split: Split) -> tuple[np.ndarray, bool]:
 
 def build_reward_data(cfg, tokenizer) -> PreparedData:
     """DPO's pairs; ``data.margins[split]`` holds per-pair margins when the data has a ``margin`` column."""
-    data = build_dpo_data(cfg, tokenizer)
+    data = prepare_data(cfg, tokenizer, strategy="reward")  # DPO's encoder; its own refusal messages
     margins = {}
     for name, split in (("train", data.train), ("validation", data.validation)):
         if split is not None:

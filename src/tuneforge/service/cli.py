@@ -314,7 +314,7 @@ def _add_tasks(sub) -> None:
     a = action("import", "index a run directory trained from a terminal, so it is listed with its charts", _cmd_import)
     a.add_argument("run_dir")
     a.add_argument("--name", help="task name (default: the directory's name)")
-    add_sweep(action)  # sweep_cli.py: tuneforge tasks sweep / sweep-show
+    add_sweep(action, local_config)  # sweep_cli.py: tuneforge tasks sweep / sweep-show
 
 
 def add_parser(subparsers) -> None:

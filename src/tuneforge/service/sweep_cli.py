@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TuneforgeError
+from .client import ServiceClient
 from .sweeps import _split_values
 
 RANGED = re.compile(r"^\s*(range|log)\s*\(")
@@ -78,14 +79,16 @@ def wait(client, sweep_id: int) -> int:
         time.sleep(1.0)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .cli import _client, local_config
+def _client(args: argparse.Namespace) -> ServiceClient:
+    return ServiceClient(args.server, args.token)
 
+
+def cmd_sweep(args: argparse.Namespace) -> int:
     items = list(args.params)
     if args.config and "=" in args.config and not Path(args.config).exists():
         items, args.config = [args.config, *items], None
     space, fixed = split_args(items)
-    body: dict[str, Any] = {"config": local_config(args.config, fixed), "space": space, "metric": args.metric,
+    body: dict[str, Any] = {"config": args.local_config(args.config, fixed), "space": space, "metric": args.metric,
                             "grace_steps": args.grace_steps}
     for key in ("mode", "early_stop", "max_concurrent", "name", "gpus", "random"):
         if getattr(args, key) is not None:
@@ -106,15 +109,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_show(args: argparse.Namespace) -> int:
-    from .cli import _client
-
     print_table(_client(args).get(f"/api/sweeps/{args.id}"))
     return 0
 
 
-def add_sweep(action) -> None:
-    """Add ``sweep`` and ``sweep-show`` to ``tuneforge tasks`` (``action`` makes a subcommand with --server)."""
+def add_sweep(action, local_config) -> None:
+    """Add ``sweep`` and ``sweep-show`` to ``tuneforge tasks`` (``action`` makes a subcommand with --server;
+    ``local_config`` reads the config file and overrides as ``tasks submit`` does)."""
     a = action("sweep", "queue a hyperparameter sweep: one task per trial (grid, or --random N draws)", cmd_sweep)
+    a.set_defaults(local_config=local_config)
     a.add_argument("config", nargs="?", help="YAML or JSON config (as for tuneforge train)")
     a.add_argument("params", nargs="*", metavar="key=v1,v2",
                    help="searched keys: key=v1,v2 (a list), key=range(a,b), key=log(a,b); key=value: a fixed override")

@@ -262,11 +262,18 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     return max(0.0, float(round(t1 - t0)))
 
 
+def _time_s(row: dict) -> float | None:
+    """Seconds of training over every attempt (a trial resumed by hand adds its new attempt)."""
+    this = _seconds(row.get("started_at"), row.get("finished_at"))
+    earlier = row.get("earlier_attempts_s") or 0.0
+    return None if this is None and not earlier else round((this or 0.0) + earlier, 1)
+
+
 def trial_view(row: dict) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "status": row["status"], "params": row.get("trial_params") or {},
             "best_metric": row.get("best_metric"), "best_metric_name": row.get("best_metric_name"),
             "peak_gpu_gib": row.get("peak_gpu_gib"), "peak_host_gib": row.get("peak_host_gib"),
-            "time_s": _seconds(row.get("started_at"), row.get("finished_at")), "progress": row.get("progress"),
+            "time_s": _time_s(row), "progress": row.get("progress"),
             "error": row.get("error") or (row.get("stop_reason") if row["status"] == "stopped" else None),
             "stop_reason": row.get("stop_reason")}
 
@@ -320,6 +327,7 @@ def list_all(service: "TaskService") -> list[dict[str, Any]]:
 def stop(service: "TaskService", sweep_id: int) -> dict[str, Any]:
     """Stop every queued or running trial of a sweep (the normal stop of each task)."""
     get(service, sweep_id)
+    service.store.update_sweep(int(sweep_id), status="stopped")  # the stored status: active, or stopped by request
     for row in service.store.sweep_tasks(int(sweep_id)):
         if row["status"] not in FINAL_STATUSES:
             try:

@@ -156,3 +156,25 @@ def test_a_finished_task_shows_deploy_and_its_loss_lines_without_a_reload(live_s
     page.locator("#outputs a", has_text="adapter_model.safetensors").wait_for(timeout=30_000)
     log = page.locator("#log").inner_text()
     assert re.search(r"step 2/4: loss=\d", log) and "tok/s=" in log, log[-2000:]
+
+
+def test_the_form_checks_settings_against_this_machine(live_service, page_factory, shot, tmp_path):
+    data = _dataset(live_service.service, tmp_path, "machine.jsonl", [{"instruction": "q", "output": "a"}] * 4)
+    page, errors = page_factory()
+    errors.allowed_urls.update({VALIDATE})
+    page.goto(live_service.url + "/tasks/new?model=builtin:toy")
+    page.select_option("#f-train_data", value=data["path"])
+    page.fill("#f-model", "qwen2.5-7b-instruc")  # misspelled gallery id
+    page.locator("#e-model").wait_for(state="visible")
+    assert "did you mean 'qwen2.5-7b-instruct'" in page.locator("#e-model").inner_text()
+    page.fill("#f-model", "qwen2.5-0.5b-instruct")
+    page.fill("#f-seq_length", "100000")
+    page.wait_for_function("document.getElementById('e-seq_length').textContent.includes('context of 32768')")
+    if live_service.service.gpus == 0:  # a 72B model on this CPU machine: the estimate exceeds host RAM
+        page.fill("#f-seq_length", "1024")
+        page.fill("#f-model", "qwen2.5-72b-instruct")
+        page.locator("#e-memory_check").wait_for(state="visible")
+        text = page.locator("#e-memory_check").inner_text()
+        assert re.search(r"estimated at \d+\.\d GiB .* host RAM has \d+\.\d GiB", text) and "memory_check: false" in text
+        assert "Settings are valid" not in page.locator("#validity").inner_text()
+        shot(page, "form-memory-check")

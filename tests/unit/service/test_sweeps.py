@@ -13,7 +13,7 @@ from tuneforge.service import sweeps
 from tuneforge.service.api import create_app
 from tuneforge.service.errors import BadRequest
 from tuneforge.service.settings import Settings
-from tuneforge.service.store import SCHEMA_VERSION, Store
+from tuneforge.service.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 ROW = {"instruction": "What is 2 plus 2?", "output": "It is 4."}
 
@@ -176,18 +176,14 @@ def test_winner_is_the_best_metric_in_the_sweeps_mode(client, data):
 
 def test_migration_5_adds_sweeps_to_a_version_4_database(tmp_path):
     db = tmp_path / "tuneforge.db"
-    store = Store(db)
-    store.close()
-    with sqlite3.connect(db) as conn:  # back to version 4: drop what migration 5 added
-        conn.execute("DROP TABLE sweeps")
-        conn.execute("DROP INDEX tasks_sweep")
-        for column in ("sweep_id", "trial_params", "stop_reason"):
-            conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+    with sqlite3.connect(db) as conn:  # a database as tuneforge with schema version 4 left it, with one task
+        for migration in MIGRATIONS[:4]:
+            conn.executescript(migration)
         conn.execute("INSERT INTO tasks (name, status, config, run_dir, created_at) VALUES ('old', 'succeeded', '{}', '/r', 'x')")
         conn.execute("PRAGMA user_version = 4")
     store = Store(db)
-    assert store._execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert store._execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 5
     old = store.list_tasks()[0]
     assert old["name"] == "old" and old["sweep_id"] is None and old["stop_reason"] is None
-    assert store.list_sweeps() == []
+    assert old["trial_params"] is None and store.list_sweeps() == []
     store.close()
