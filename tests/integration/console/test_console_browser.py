@@ -101,7 +101,7 @@ def fill_and_submit_form(page, base: str, errors, shot) -> int:
     shot(page, "05-new-task-error")
 
     page.fill("#f-learning_rate", "0.002")
-    page.fill("#f-name", "first-toy")
+    page.fill("#f-name", "first-toy 草药店客服")  # the shop assistant of the example data, named in its language
     page.fill("#f-seq_length", "128")
     val_path = page.evaluate("[...document.querySelectorAll('#f-validation_data option')]"
                              ".find(o => o.textContent.startsWith('sft_val.jsonl')).value")
