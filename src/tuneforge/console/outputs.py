@@ -42,9 +42,24 @@ def list_outputs(run_dir: str | os.PathLike | None) -> list[dict]:
             continue
         out.append({"name": child.name, "is_dir": is_dir, "size_bytes": size,
                     "description": _DESCRIPTIONS.get(child.name, "folder" if is_dir else "")})
+        if is_dir and child.name.startswith("export-gguf-"):  # a verified GGUF export: its files, downloadable
+            out += _export_files(child)
     rank = {name: i for i, name in enumerate(_FIRST)}
     out.sort(key=lambda f: (f["is_dir"], rank.get(f["name"], len(rank)), f["name"]))
     return out
+
+
+def _export_files(folder: Path) -> list[dict]:
+    described = {".gguf": "GGUF model for llama.cpp, Ollama, LM Studio (verified by reading it back)",
+                 "Modelfile": "Ollama Modelfile (ollama create NAME -f Modelfile)", ".md": "how to run it",
+                 ".json": "the verification: logits of the file against the run's model"}
+    files = []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            what = described.get(f.suffix) or described.get(f.name, "")
+            files.append({"name": f"{folder.name}/{f.name}", "is_dir": False, "size_bytes": f.stat().st_size,
+                          "description": what})
+    return files
 
 
 def resolve_output(run_dir: str | os.PathLike, relative: str) -> Path | None:

@@ -202,6 +202,15 @@ def _deployment_routes(app: FastAPI, service: TaskService) -> None:
     def deploy(task_id: RowId) -> dict:
         return service.deployments.deploy(task_id)
 
+    @app.post("/api/tasks/{task_id}/export", status_code=202)
+    def export(task_id: RowId, payload: Any = Body(None)) -> dict:
+        dtype = payload.get("dtype", "f16") if isinstance(payload, dict) else "f16"
+        return service.export(task_id, dtype)
+
+    @app.get("/api/tasks/{task_id}/export")
+    def export_status(task_id: RowId) -> dict:
+        return service.export_status(task_id)
+
     @app.get("/api/tasks/{task_id}/deployment")
     def deployment(task_id: RowId) -> dict:
         return service.deployments.get(task_id)

@@ -18,7 +18,8 @@ from ..machine_check import check_machine
 from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter, uploads
-from .deploy import Deployments
+from .deploy import Deployments, has_model
+from .exports import Exports
 from .errors import BadRequest, Conflict, NotFound, TooLarge
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
@@ -94,6 +95,7 @@ class TaskService:
         self.changed = threading.Condition()  # notified whenever a task changes (event streams wait on it)
         self.worker = Worker(self)
         self.deployments = Deployments(self)
+        self.exports = Exports()
 
     def start(self) -> "TaskService":
         self.worker.recover()
@@ -266,6 +268,14 @@ class TaskService:
             raise Conflict(f"task {row['id']} changed status meanwhile; try again.")
         self.notify()
         return self.get_task(row["id"])
+
+    def export(self, task_id: int, dtype: Any = "f16") -> dict[str, Any]:
+        """Start ``tuneforge export`` of a succeeded task as GGUF into its run directory (service/exports.py)."""
+        task = self.get_task(task_id)
+        return self.exports.start(task, dtype, has_model(Path(task["run_dir"])))
+
+    def export_status(self, task_id: int) -> dict[str, Any]:
+        return self.exports.status(self.get_task(task_id))
 
     def clone(self, task_id: int, name: str | None = None) -> dict[str, Any]:
         row = self._task_row(task_id)

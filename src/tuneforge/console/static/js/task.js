@@ -153,7 +153,7 @@
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
       // a finished model appears: Deploy and Chat become available without a reload
-      ["deploy-button", "chat-link"].forEach(function (elId) {
+      ["deploy-button", "chat-link", "export-button"].forEach(function (elId) {
         const now = doc.getElementById(elId), mine = document.getElementById(elId);
         if (now && mine) mine.hidden = now.hidden;
       });
@@ -164,6 +164,8 @@
       document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
     } catch (e) { /* the list stays as it was; a reload shows the new one */ }
   }
+
+  window.tfTask = { refreshOutputs: refreshOutputs };
 
   function showSizes() {
     document.querySelectorAll("#outputs td[data-bytes]").forEach(function (td) {

@@ -1,0 +1,86 @@
+"""Exporting a finished task's model as GGUF from the console: ``tuneforge export`` run as a child process that
+writes into the task's run directory (``export-gguf-<dtype>/``, the GGUF file, its Modelfile, README and
+verification report), with its output in ``export.log``.
+
+The export command itself verifies the file and keeps nothing that fails (``export/outdir.py``), so the state is
+read from the run directory: the output folder with its report → done; a live process → running; otherwise the
+last line of the log says why it failed. A restart of the console loses nothing but the process handle.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, Conflict
+from .runfiles import log_error_line
+from .store import utc_now
+
+EXPORT_LOG = "export.log"
+REPORT_FILE = "export_report.json"  # written by the export into its output directory once verified
+DTYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+def export_dir(run_dir: Path, dtype: str) -> Path:
+    return Path(run_dir) / f"export-gguf-{dtype}"
+
+
+class Exports:
+    """The GGUF exports of a service's tasks (one at a time per task)."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self, task: dict, dtype: Any, has_model: bool) -> dict[str, Any]:
+        if dtype not in DTYPES:
+            raise BadRequest(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}.", "dtype")
+        if task["status"] != "succeeded" or not has_model:
+            raise Conflict(f"task {task['id']} is {task['status']}: only a succeeded task with a trained model can be "
+                           "exported.")
+        run_dir = Path(task["run_dir"])
+        with self._lock:
+            if self._running(task["id"]):
+                raise Conflict(f"task {task['id']}: an export is already running; wait for it (GET .../export).")
+            out = export_dir(run_dir, dtype)
+            if (out / REPORT_FILE).is_file():
+                raise Conflict(f"task {task['id']}: already exported as {dtype} in {out}.")
+            with open(run_dir / EXPORT_LOG, "ab") as log:  # the child keeps its own descriptor
+                log.write(f"=== tuneforge export of task {task['id']} as {dtype} at {utc_now()} ===\n".encode())
+                self._children[task["id"]] = subprocess.Popen(
+                    [sys.executable, "-m", "tuneforge.cli", "export", str(run_dir), "--format", "gguf",
+                     "--out", str(out), "--dtype", dtype],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return self.status(task)
+
+    def _running(self, task_id: int) -> bool:
+        child = self._children.get(task_id)
+        return child is not None and child.poll() is None
+
+    def status(self, task: dict) -> dict[str, Any]:
+        """Every export of the task: dtype, state (running / done / failed), files and the verification."""
+        run_dir = Path(task["run_dir"])
+        done = []
+        for dtype in DTYPES:
+            out = export_dir(run_dir, dtype)
+            if (out / REPORT_FILE).is_file():
+                try:
+                    report = json.loads((out / REPORT_FILE).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    report = None
+                done.append({"dtype": dtype, "dir": out.name, "files": sorted(p.name for p in out.iterdir()),
+                             "report": report})
+        child = self._children.get(task["id"])
+        state = "running" if self._running(task["id"]) else (
+            "failed" if child is not None and child.returncode not in (0, None) else ("done" if done else "none"))
+        error = log_error_line(run_dir / EXPORT_LOG) if state == "failed" else None
+        return {"task_id": task["id"], "state": state, "exports": done, "error": error,
+                "log": str(run_dir / EXPORT_LOG)}
+
+    def close(self) -> None:
+        """Exports are short, self-contained commands: they finish on their own after the service stops."""
+        with self._lock:
+            self._children.clear()
