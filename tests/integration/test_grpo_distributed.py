@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KEYS = {"training_strategy": "grpo", "train_data": str(EXAMPLES / "data" / "grpo_arithmetic_train.jsonl"),
         "validation_data": str(EXAMPLES / "data" / "grpo_arithmetic_val.jsonl"), "per_device_train_batch_size": 1,
         "num_generations": 4, "max_completion_length": 6, "seq_length": 64, "max_steps": 3, "logging_steps": 1,
-        "eval_steps": 3, "learning_rate": 5e-2, "lora_dim": 8, "lora_target_modules": ["q_proj", "v_proj", "lm_head"],
+        "eval_steps": 3, "learning_rate": 5e-3, "lora_dim": 8, "lora_target_modules": ["q_proj", "v_proj", "lm_head"],
         "reward_functions": ["accuracy", "length:8"], "save_steps": -1, "warmup_ratio": 0.0}
 
 

@@ -13,6 +13,24 @@ from typing import Any, Literal, Union
 
 from ..config import FIELDS, TrainConfig
 
+# Every training_strategy the config accepts (its Literal), with the label and the one-line advice the form shows.
+STRATEGY_LABELS: dict[str, tuple[str, str]] = {
+    "sft": ("SFT", "question/answer rows teach the model a domain"),
+    "dpo": ("DPO", "(prompt, chosen, rejected) rows teach a preference, usually after SFT"),
+    "kto": ("KTO", "(prompt, completion, label) thumbs-up/down rows, no pairs needed"),
+    "grpo": ("GRPO", "prompts; sampled answers scored by reward_functions (online RL)"),
+    "reward": ("Reward model", "preference pairs train a scorer (for GRPO or ranking)"),
+    "pretrain": ("Pre-training", "raw domain text, every token trained"),
+}
+
+
+def strategies() -> list[dict[str, str]]:
+    """The strategies in the config's own order: value, label, advice (unknown ones shown by their name)."""
+    values = typing.get_args(typing.get_type_hints(TrainConfig)["training_strategy"])
+    return [{"value": v, "label": STRATEGY_LABELS.get(v, (v, ""))[0], "advice": STRATEGY_LABELS.get(v, (v, ""))[1]}
+            for v in values]
+
+
 # The guide's keys, in the order a user decides them, with advice in one line each.
 GUIDE_ADVICE: dict[str, str] = {
     "learning_rate": "AdamW step size. LoRA/QLoRA: about 1e-4 to 2e-4; full-parameter: about 1e-5. Lower it if the loss jumps.",

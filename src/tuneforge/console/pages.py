@@ -15,6 +15,7 @@ from ..service.deploy import has_model
 from ..training.trackers.manager import read_trackers_file
 from . import fields
 from .outputs import list_outputs, resolve_output
+from .strategy_charts import charts_for
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # The repository's example data (present in a source checkout, not in an installed wheel).
@@ -218,7 +219,7 @@ def form_prefill(service, model: str, strategy: str, method: str, clone: str, da
     the model, strategy and method; then the data (the chosen data set, else the strategy's largest one, with
     its validation partner)."""
     # Links carry these; a mistyped one opens the form with the usual choice instead of an unusable form.
-    strategy = strategy if strategy in ("sft", "dpo") else "sft"
+    strategy = strategy if strategy in {st["value"] for st in fields.strategies()} else "sft"
     method = method if method in dict(fields.METHODS) else "lora"
     name = ""
     if clone:
@@ -247,7 +248,7 @@ def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = 
     prefill, name = form_prefill(service, model, strategy, method, clone, dataset, datasets)
     return render(request, "new_task.html", "new", "New task", prefill=prefill, name=name, datasets=datasets,
                   models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_fields(),
-                  defaults=fields.defaults(), methods=fields.METHODS, cloned_from=clone,
+                  defaults=fields.defaults(), methods=fields.METHODS, strategies=fields.strategies(), cloned_from=clone,
                   examples=[p.name for p in example_files()])
 
 
@@ -258,7 +259,8 @@ def task_page(request: Request, task_id: str) -> Response:
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
                   outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults(),
                   deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])),
-                  trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {})
+                  trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {},
+                  strategy_charts=charts_for((task.get("config") or {}).get("training_strategy")))
 
 
 @router.get("/tasks/{task_id}/chat")

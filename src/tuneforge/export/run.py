@@ -36,7 +36,8 @@ def file_stem(run: str) -> str:
     return (path.resolve().name if path.is_dir() else run.replace(":", "-").replace("/", "-")) or "model"
 
 
-def conversations(system: str | None) -> list[list[dict]]:
+def conversations() -> list[list[dict]]:
+    """The verification prompts as conversations without a system message (the template supplies the run's)."""
     return [[{"role": "user", "content": p}] for p in verify.PROMPTS]
 
 
@@ -44,7 +45,7 @@ def _prompt_ids(tokenizer, source) -> list[list[int]]:
     from ..data.formats import Message
 
     return [inference.prompt_ids(tokenizer, source, [Message(m["role"], m["content"]) for m in c])
-            for c in conversations(source.system_prompt)]
+            for c in conversations()]
 
 
 def _metadata(model, spec, vocab, dtype: str, name: str):
@@ -65,6 +66,7 @@ def load_run(run: str, *, trust_remote_code: bool, allow_pickle_weights: bool, s
     source = inference.resolve_source(run, trust_remote_code=trust_remote_code)
     source.allow_pickle_weights = allow_pickle_weights
     spec = archs.spec_for(base_config(source), f"{run!r} (base {source.base})")
+    inference.base_dtype(source)  # refuses a quantized base checkpoint: export needs its 16/32-bit weights
     if source.quantized_training:
         say(f"note: trained on a {source.quantized_training} quantized base; exported from the base in float32 "
             "with the adapter merged (never from quantized weights).")
@@ -147,8 +149,8 @@ def _verify(staging: Path, filename: str, ref, stops, tokenizer, source, dtype: 
     reader_model, reader_tokenizer = verify.load_reader(staging, filename)
     rows = verify.compare(reader_model, ref, stops)
     lines = verify.table(rows, dtype)
-    tokenizer_bad = verify.tokenizer_mismatches(reader_tokenizer, tokenizer, conversations(source.system_prompt),
-                                                ref.prompts, source.uses_chat_template(tokenizer))
+    tokenizer_bad = verify.tokenizer_mismatches(reader_tokenizer, tokenizer, conversations(), ref.prompts,
+                                                source.uses_chat_template(tokenizer))
     lines.append("  tokenizer: special ids and the embedded chat template's prompt ids "
                  + ("DIFFER" if tokenizer_bad else "identical to the run's"))
     bad = verify.failures(rows, dtype) + tokenizer_bad

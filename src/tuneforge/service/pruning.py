@@ -9,8 +9,8 @@ had reached by the same step (a trial "reached" step s when it has evaluated at 
   when a trial passes a rung it continues only if its best so far is within the best third of the trials that
   reached that rung.
 
-A rule decides only when at least ``MIN_OTHERS`` other trials reached the step, so the first trials of a sweep
-are never judged against one lucky or unlucky run. A decision stops the trial through the normal stop path with
+A rule decides only when at least ``min_trials`` other trials (the sweep's setting, default ``MIN_OTHERS``)
+reached the step, so the first trials of a sweep are not judged against one lucky or unlucky run. A decision stops the trial through the normal stop path with
 the reason recorded in ``tasks.stop_reason`` (kept across restarts: the database is the record). A trial
 resumed by hand after it was pruned is never pruned again: the user overrode the decision. Failed trials count
 with the evaluations they made and never stop the sweep.
@@ -66,7 +66,8 @@ def _sign(mode: str) -> str:
     return ">" if mode == "min" else "<"
 
 
-def median_decision(trial: History, others: list[History], mode: str, grace_steps: int) -> str | None:
+def median_decision(trial: History, others: list[History], mode: str, grace_steps: int,
+                    min_others: int = MIN_OTHERS) -> str | None:
     """The reason to stop ``trial`` at its latest evaluation by the median rule, or None to let it run."""
     step = trial.last_step
     if step is None or step < max(grace_steps, 1):
@@ -74,7 +75,7 @@ def median_decision(trial: History, others: list[History], mode: str, grace_step
     better = _better(mode)
     mine = trial.best_at(step, better)
     theirs = [v for v in (o.best_at(step, better) for o in others) if v is not None]
-    if mine is None or len(theirs) < MIN_OTHERS:
+    if mine is None or len(theirs) < min_others:
         return None
     median = statistics.median(theirs)
     if better(median, mine):
@@ -91,7 +92,8 @@ def asha_rungs(grace_steps: int, up_to: int) -> list[int]:
     return rungs
 
 
-def asha_decision(trial: History, others: list[History], mode: str, grace_steps: int) -> str | None:
+def asha_decision(trial: History, others: list[History], mode: str, grace_steps: int,
+                  min_others: int = MIN_OTHERS) -> str | None:
     """The reason to stop ``trial`` at the highest rung it passed (ASHA, reduction factor 3), or None."""
     step = trial.last_step
     if step is None:
@@ -100,7 +102,7 @@ def asha_decision(trial: History, others: list[History], mode: str, grace_steps:
     for k, rung in reversed(list(enumerate(asha_rungs(grace_steps, step)))):
         mine = trial.best_at(rung, better)
         theirs = [v for v in (o.best_at(rung, better) for o in others) if v is not None]
-        if mine is None or len(theirs) < MIN_OTHERS:
+        if mine is None or len(theirs) < min_others:
             continue
         ranked = sorted([mine, *theirs], reverse=(mode == "max"))
         keep = max(1, len(ranked) // ASHA_ETA)
@@ -112,7 +114,7 @@ def asha_decision(trial: History, others: list[History], mode: str, grace_steps:
     return None
 
 
-RULES: dict[str, Callable[[History, list[History], str, int], str | None]] = {
+RULES: dict[str, Callable[..., str | None]] = {
     "median": median_decision, "asha": asha_decision}
 
 
@@ -144,12 +146,16 @@ class Pruner:
             if rule is None:
                 continue
             trials = store.sweep_tasks(sweep_id)
+            min_others = (sweep.get("search") or {}).get("min_trials") or MIN_OTHERS
             histories = {t["id"]: self.history(t, sweep["metric"]) for t in trials}
             for task in trials:
                 if task["status"] != "running" or task.get("stop_requested") or task.get("stop_reason"):
                     continue  # stopping already, or pruned once and resumed by hand
+                total = (task.get("progress") or {}).get("total_steps")
+                if total and (histories[task["id"]].last_step or 0) >= total:
+                    continue  # its final evaluation: stopping it now would only mark a finished run as stopped
                 others = [h for i, h in histories.items() if i != task["id"]]
-                reason = rule(histories[task["id"]], others, sweep["mode"], sweep["grace_steps"])
+                reason = rule(histories[task["id"]], others, sweep["mode"], sweep["grace_steps"], min_others)
                 if reason:
                     self.prune(task, reason)
 

@@ -90,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     space, fixed = split_args(items)
     body: dict[str, Any] = {"config": args.local_config(args.config, fixed), "space": space, "metric": args.metric,
                             "grace_steps": args.grace_steps}
-    for key in ("mode", "early_stop", "max_concurrent", "name", "gpus", "random"):
+    for key in ("mode", "early_stop", "min_trials", "max_concurrent", "name", "gpus", "random"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.random is not None:
@@ -127,6 +127,8 @@ def add_sweep(action, local_config) -> None:
     a.add_argument("--mode", choices=("min", "max"), help="min or max (default: the metric's direction)")
     a.add_argument("--early-stop", choices=("median", "asha"), help="stop losing trials at their evaluations")
     a.add_argument("--grace-steps", type=int, default=0, metavar="G", help="no pruning before this step (default 0)")
+    a.add_argument("--min-trials", type=int, metavar="M",
+                   help="judge a trial at a step only once M other trials reached it (default 2)")
     a.add_argument("--max-concurrent", type=int, metavar="K", help="at most K trials of this sweep run at once")
     a.add_argument("--name", help="sweep name (default: the searched keys)")
     a.add_argument("--gpus", type=int, help="GPUs each trial needs")

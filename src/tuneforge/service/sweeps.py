@@ -32,7 +32,7 @@ MAX_TRIALS = 256  # one sweep queues at most this many tasks: a typo like 1,2,..
 EARLY_STOP = ("median", "asha")
 MODES = ("min", "max")
 SWEEP_FIELDS = {"config", "space", "name", "gpus", "random", "seed", "metric", "mode", "early_stop",
-                "grace_steps", "max_concurrent"}
+                "grace_steps", "min_trials", "max_concurrent"}
 _RANGE = re.compile(r"^\s*(range|log)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
 _SIG_DIGITS = 4  # random floats are rounded to 4 significant digits: readable names, same trial for same seed
 
@@ -186,13 +186,16 @@ def _checked_settings(body: dict[str, Any]) -> dict[str, Any]:
     grace = body.get("grace_steps", 0)
     if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
         raise BadRequest(f"grace_steps={grace!r}: expected a whole number of steps >= 0.", "grace_steps")
+    min_trials = body.get("min_trials", 2)
+    if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:
+        raise BadRequest(f"min_trials={min_trials!r}: expected a whole number of trials >= 1.", "min_trials")
     limit = body.get("max_concurrent")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise BadRequest(f"max_concurrent={limit!r}: expected a whole number >= 1.", "max_concurrent")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or "\x00" in name):
         raise BadRequest("name: expected a string without NUL bytes.", "name")
-    return {"metric": metric, "mode": mode, "early_stop": early_stop, "grace_steps": grace,
+    return {"metric": metric, "mode": mode, "early_stop": early_stop, "grace_steps": grace, "min_trials": min_trials,
             "max_concurrent": limit, "name": (name or "").strip()[:200]}
 
 
@@ -243,7 +246,9 @@ def create(service: "TaskService", payload: Any) -> dict[str, Any]:
         sweep_id = service.store.insert_sweep(
             name=name, base_config=base, space=space, metric=s["metric"], mode=s["mode"],
             early_stop=s["early_stop"], grace_steps=s["grace_steps"], max_concurrent=s["max_concurrent"],
-            search={"random": p["random"], "seed": p["seed"] if p["random"] else None}, status="active")
+            # search: how trials were chosen and judged (min_trials: others that must reach a step to judge it)
+            search={"random": p["random"], "seed": p["seed"] if p["random"] else None, "min_trials": s["min_trials"]},
+            status="active")
         run_dirs = [service.queue_row(t["values"], t["cfg"], f"{name} · {params_text(t['params'])}", p["gpus"],
                                       sweep_id=sweep_id, trial_params=t["params"])[1] for t in p["trials"]]
     from ..training.rundir import init_run_dir

@@ -35,6 +35,7 @@ def test_median_waits_for_grace_steps_and_for_two_other_trials():
     assert median_decision(bad, others, "min", 3) is None  # step 2 < grace 3
     assert median_decision(bad, others, "min", 2) is not None
     assert median_decision(bad, others[:1], "min", 0) is None  # one other trial is not a median to judge by
+    assert median_decision(bad, others[:1], "min", 0, min_others=1) == "pruned at step 2, eval_loss 5 > median 1"
     assert median_decision(hist((0, 9.0)), others, "min", 0) is None  # step 0: nothing trained yet
 
 
@@ -99,6 +100,10 @@ def test_pruner_follows_the_files_and_stops_the_loser_once(tmp_path):
     service = SimpleNamespace(store=store, notify=lambda: None)
     service.worker = SimpleNamespace(request_stop=lambda task: stopped.append(task["id"]))
     pruner = Pruner(service)
+    store.tasks[3]["progress"] = {"step": 10, "total_steps": 10}
+    pruner.check()
+    assert stopped == []  # its evaluation at step 10 is its last: it has finished, nothing to save by stopping it
+    store.tasks[3]["progress"] = {"step": 10, "total_steps": 40}
     pruner.check()
     assert stopped == [3] and store.tasks[3]["stop_reason"] == "pruned at step 10, eval_loss 2.9 > median 2.05"
     pruner.check()

@@ -132,7 +132,7 @@ def test_no_trial_is_queued_when_one_trial_is_invalid(client, data):
 
 @pytest.mark.parametrize("extra, key", [
     ({"mode": "max"}, "mode"), ({"early_stop": "hyperband"}, "early_stop"), ({"grace_steps": -1}, "grace_steps"),
-    ({"max_concurrent": 0}, "max_concurrent"), ({"metric": "loss"}, "metric"), ({"spaces": {}}, "spaces"),
+    ({"max_concurrent": 0}, "max_concurrent"), ({"min_trials": 0}, "min_trials"), ({"metric": "loss"}, "metric"), ({"spaces": {}}, "spaces"),
     ({"random": 3, "seed": "x"}, "seed"),
 ])
 def test_bad_sweep_settings_name_the_field(client, data, extra, key):
@@ -187,3 +187,17 @@ def test_migration_5_adds_sweeps_to_a_version_4_database(tmp_path):
     assert old["name"] == "old" and old["sweep_id"] is None and old["stop_reason"] is None
     assert old["trial_params"] is None and store.list_sweeps() == []
     store.close()
+
+
+def test_the_cli_tells_searched_keys_from_fixed_overrides():
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.service.sweep_cli import split_args
+
+    space, fixed = split_args(["learning_rate=1e-4,1e-3", "lora_target_modules=[q_proj,v_proj]",
+                               "lora_dim=range(4,8)", "max_steps=40"])
+    assert space == {"learning_rate": "1e-4,1e-3", "lora_dim": "range(4,8)"}
+    assert fixed == ["lora_target_modules=[q_proj,v_proj]", "max_steps=40"]
+    with pytest.raises(TuneforgeError, match="no key to search"):
+        split_args(["max_steps=40"])
+    with pytest.raises(TuneforgeError, match="'lr': expected key=v1,v2"):
+        split_args(["lr"])

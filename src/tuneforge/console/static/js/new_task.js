@@ -76,12 +76,14 @@
   function strategyChanged() {
     const strategy = form.querySelector('input[name="training_strategy"]:checked').value;
     field("dpo_beta").disabled = strategy !== "dpo";
-    field("dpo_beta").title = strategy === "dpo" ? "" : "DPO only: ignored for SFT";
+    field("dpo_beta").title = strategy === "dpo" ? "" : "DPO only: ignored for " + strategy.toUpperCase();
     // The data set's detected kind against the strategy: the config check cannot see this, training would fail.
     const opt = field("train_data").selectedOptions[0];
     const kind = opt && opt.dataset.strategy;
     const warn = document.getElementById("w-train_data");
-    warn.hidden = !kind || kind === strategy;
+    // only the SFT/DPO mismatch is known from the data set's detected kind; other strategies are checked
+    // against their rows when the task loads its data
+    warn.hidden = !kind || kind === strategy || ["sft", "dpo"].indexOf(strategy) < 0;
     warn.textContent = kind === "sft" ? "This data set has SFT rows; DPO needs (prompt, chosen, rejected) rows."
       : "This data set has preference rows (prompt, chosen, rejected): train it with DPO.";
   }

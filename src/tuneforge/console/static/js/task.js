@@ -7,7 +7,6 @@
   const id = task.id;
   const base = "/api/tasks/" + id;
   const live = window.tfLive = { metrics: 0, resources: 0, logOffset: 0, connected: false, events: 0 };
-  const dpo = (task.config || {}).training_strategy === "dpo";
   const LOG_KEEP = 200000;  // characters of log kept on the page
   let t0 = null;  // time of the first resource sample: the memory charts' zero
   let source = null, retry = null;
@@ -27,16 +26,33 @@
       format: TF.gib, series: [{ label: "task (RSS)", color: "#2456c7" }, { label: "all processes", color: "#e67700" },
         { label: "host total", color: "#555", dash: [6, 4], width: 1.5 }] }),
   };
-  if (dpo) {
-    const nats = function (v) { return TF.fixed(v, 3) + " nats"; };
-    charts.margins = new TF.Chart("margins", document.getElementById("chart-margins"), { unit: "nats", format: nats,
-      series: [{ label: "margin" }, { label: "eval margin", color: "#d9480f" }] });
-    charts.accuracies = new TF.Chart("accuracies", document.getElementById("chart-accuracies"), { unit: "%",
-      format: function (v) { return TF.fixed(v, 1) + " %"; }, yMin0: true,
-      series: [{ label: "accuracy" }, { label: "eval accuracy", color: "#d9480f" }] });
-    charts.rewards = new TF.Chart("rewards", document.getElementById("chart-rewards"), { unit: "nats", format: nats,
-      series: [{ label: "chosen" }, { label: "rejected", color: "#c2255c" }, { label: "eval chosen", color: "#2b8a3e", dash: [4, 3] },
-        { label: "eval rejected", color: "#e67700", dash: [4, 3] }] });
+  // The strategy's own charts, as the server lists them (console/strategy_charts.py): DPO, KTO, GRPO, reward.
+  const STRATEGY = JSON.parse(document.getElementById("strategy-charts").textContent);
+  const PALETTE = ["#2456c7", "#d9480f", "#2b8a3e", "#e67700", "#862e9c", "#c2255c", "#0b7285"];
+  STRATEGY.forEach(function (ch) {
+    const unit = ch.unit, digits = unit === "%" ? 1 : 3;
+    const fmt = function (v) { return TF.fixed(v, digits) + (unit ? " " + unit : ""); };
+    const fixed = ch.series.filter(function (s) { return s[1].indexOf("*") < 0; });
+    charts[ch.id] = new TF.Chart(ch.id, document.getElementById("chart-" + ch.id), { unit: unit, format: fmt,
+      yMin0: !!ch.min0, series: fixed.map(function (s, i) {
+        return { label: s[0], color: PALETTE[i % PALETTE.length], dash: /^eval /.test(s[0]) ? [4, 3] : undefined };
+      }) });
+  });
+  function putStrategy(r) {
+    STRATEGY.forEach(function (ch) {
+      const chart = charts[ch.id], scale = ch.scale || 1;
+      ch.series.forEach(function (s) {
+        const key = s[1];
+        if (key.indexOf("*") >= 0) {  // e.g. reward/*: one series per matching key the run logs
+          const prefix = key.slice(0, key.indexOf("*"));
+          Object.keys(r).forEach(function (k) {
+            if (k.indexOf(prefix) === 0 && TF.num(r[k])) chart.put(r.step, chart.ensureSeries(k, PALETTE[(chart.opts.series.length) % PALETTE.length]), r[k] * scale);
+          });
+        } else if (TF.num(r[key])) {
+          chart.put(r.step, chart.ensureSeries(s[0]), r[key] * scale);
+        }
+      });
+    });
   }
 
   let lastLoss = null, lastRate = null;
@@ -47,17 +63,7 @@
     if (TF.num(r.eval_loss)) charts.loss.put(s, 1, r.eval_loss);
     if (TF.num(r.learning_rate)) charts.lr.put(s, 0, r.learning_rate);
     if (TF.num(r.tokens_per_second)) { charts.tps.put(s, 0, r.tokens_per_second); lastRate = r.tokens_per_second; }
-    if (dpo) {
-      const pick = function (k) { return r[k]; };
-      charts.margins.put(s, 0, pick("rewards/margins"));
-      charts.margins.put(s, 1, pick("eval_rewards/margins"));
-      if (TF.num(pick("rewards/accuracies"))) charts.accuracies.put(s, 0, 100 * pick("rewards/accuracies"));
-      if (TF.num(pick("eval_rewards/accuracies"))) charts.accuracies.put(s, 1, 100 * pick("eval_rewards/accuracies"));
-      charts.rewards.put(s, 0, pick("rewards/chosen"));
-      charts.rewards.put(s, 1, pick("rewards/rejected"));
-      charts.rewards.put(s, 2, pick("eval_rewards/chosen"));
-      charts.rewards.put(s, 3, pick("eval_rewards/rejected"));
-    }
+    putStrategy(r);
   }
 
   function addResource(r) {
@@ -175,7 +181,7 @@
 
   // -- loading and the live stream ---------------------------------------------------------------------------------
   function resetMetrics() {
-    ["loss", "lr", "tps", "margins", "accuracies", "rewards"].forEach(function (k) {
+    ["loss", "lr", "tps"].concat(STRATEGY.map(function (ch) { return ch.id; })).forEach(function (k) {
       if (charts[k]) { charts[k].points.clear(); charts[k].schedule(); }
     });
     live.metrics = 0;
