@@ -97,7 +97,6 @@ def test_greedy_rollouts_equal_transformers_generate():
         assert truncated == (tokens[-1] not in stop)
 
 
-@pytest.mark.slow
 def test_dense_reward_rises(tmp_path):
     """The share of CJK characters: a random toy model's completions spread around it, so every group has
     variance from the first step; GRPO must raise it clearly within 100 CPU steps. Full fine-tuning: the toy's
@@ -108,8 +107,9 @@ def test_dense_reward_rises(tmp_path):
           max_steps=100, logging_steps=10, learning_rate=1e-3, lora_dim=0, max_completion_length=8,
           num_generations=8, warmup_ratio=0.0, lr_scheduler_type="constant")
     rewards = [r["reward"] for r in _records(tmp_path / "learn") if "reward" in r]
-    # measured: 0.61 -> 0.88 over 100 steps (43 s on 2 CPU cores, OMP_NUM_THREADS=1)
+    # measured: 0.62 -> 0.89 over 100 steps, 13 s on 2 CPU cores
     assert rewards[-1] > rewards[0] + 0.15, rewards
+    print("rewards", rewards)
 
 
 def test_crash_then_resume_draws_the_same_completions(tmp_path, monkeypatch):

@@ -79,6 +79,6 @@ def test_qlora_4bit_on_a_model_with_attention_biases(tmp_path, sft_file, toy_tok
     toy_tokenizer.save_pretrained(model_dir)
     summary = tuneforge.train({"model": str(model_dir), "train_data": str(sft_file), "output_dir": str(tmp_path / "o"),
                                "lora_dim": 8, "load_in_4bit": True, "max_steps": 2, "validation_split": 0.25,
-                               "per_device_train_batch_size": 4}, progress=False)
+                               "per_device_train_batch_size": 4, "seq_length": 256}, progress=False)
     assert summary.method == "qlora-4bit" and len(summary.eval_history) == 2
     assert all(e["eval_loss"] > 0 for e in summary.eval_history)

@@ -260,7 +260,7 @@ def task_page(request: Request, task_id: str) -> Response:
                   outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults(),
                   deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])),
                   trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {},
-                  strategy_charts=charts_for((task.get("config") or {}).get("training_strategy")))
+                  strategy_charts=charts_for(task.get("config") or {}))
 
 
 @router.get("/tasks/{task_id}/chat")

@@ -54,5 +54,16 @@ STRATEGY_CHARTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def charts_for(strategy: str | None) -> list[dict[str, Any]]:
-    return STRATEGY_CHARTS.get(strategy or "sft", [])
+# With eval_generation_steps > 0 (any strategy that generates answers): the answers' overlap with the references.
+GENERATION_CHARTS: list[dict[str, Any]] = [
+    {"id": "generation-bleu", "title": "Generated answers vs references: BLEU (0-100)", "unit": "BLEU", "min0": True,
+     "series": [("BLEU", "eval_generation_bleu")]},
+    {"id": "generation-rouge", "title": "Generated answers vs references: ROUGE-L F1 (%)", "unit": "%", "scale": 100,
+     "min0": True, "series": [("ROUGE-L", "eval_generation_rouge_l")]},
+]
+
+
+def charts_for(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The charts of a task's config: its strategy's, and the generation charts when it generates answers."""
+    generating = isinstance(config.get("eval_generation_steps"), int) and config["eval_generation_steps"] > 0
+    return STRATEGY_CHARTS.get(config.get("training_strategy") or "sft", []) + (GENERATION_CHARTS if generating else [])

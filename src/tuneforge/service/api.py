@@ -157,6 +157,10 @@ def _task_routes(app: FastAPI, service: TaskService) -> None:
     def metrics(task_id: RowId, after: int = 0) -> list:
         return service.metrics(task_id, after)
 
+    @app.get("/api/tasks/{task_id}/generations")
+    def generations(task_id: RowId, last: int = 1) -> list:
+        return service.generations(task_id, last)
+
     @app.get("/api/tasks/{task_id}/resources")
     def resources(task_id: RowId, after: int = 0) -> list:
         return service.resources(task_id, after)

@@ -14,6 +14,7 @@ import yaml
 
 from ..config import FIELDS, from_dict, value_errors
 from ..errors import ConfigError, DataError, TuneforgeError
+from ..evaluation.during_training import GENERATIONS_FILE
 from ..machine_check import check_machine
 from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
@@ -224,6 +225,14 @@ class TaskService:
 
     def metrics(self, task_id: int, after: int = 0) -> list[dict]:
         return self._rows(task_id, METRICS_FILE, after)
+
+    def generations(self, task_id: int, last: int = 1) -> list[dict]:
+        """The latest ``last`` evaluations' generated answers beside their references (generations.jsonl,
+        written with eval_generation_steps), newest last."""
+        if not 1 <= last <= 100:
+            raise BadRequest(f"last={last}: expected 1 to 100 evaluations.", "last")
+        rows = read_jsonl(Path(self._task_row(task_id)["run_dir"]) / GENERATIONS_FILE)
+        return rows[-last:]
 
     def resources(self, task_id: int, after: int = 0) -> list[dict]:
         return self._rows(task_id, RESOURCES_FILE, after)

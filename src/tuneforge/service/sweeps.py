@@ -239,7 +239,7 @@ def create(service: "TaskService", payload: Any) -> dict[str, Any]:
     p = plan(service, payload)
     s = p["settings"]
     keys = ", ".join(d.key for d in p["dimensions"])
-    name = s["name"] or f"sweep of {keys} ({len(p['trials'])} trials)"
+    name = s["name"] or f"{keys} ({len(p['trials'])} trials)"
     space = {d.key: list(d.values) if d.kind == "choice" else d.text() for d in p["dimensions"]}
     base = {k: v for k, v in p["base"].items() if k not in ("output_dir", "overwrite_output_dir")}
     with service.store.transaction():

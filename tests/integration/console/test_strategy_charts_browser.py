@@ -63,3 +63,31 @@ def test_each_strategy_draws_its_own_charts(live_service, page_factory, shot, st
         assert len(chart_points(page, "grpo-reward", "reward/format")) == 6
     page.wait_for_timeout(300)
     shot(page, f"{strategy}-charts")
+
+
+def test_generated_answers_beside_references_and_their_scores(live_service, page_factory, shot):
+    """eval_generation_steps (issue 30): BLEU and ROUGE-L charted, the latest answers shown next to the
+    references, from the run's metrics.jsonl and generations.jsonl."""
+    run = live_service.service.settings.runs_dir / "generation-run"
+    run.mkdir(parents=True)
+    metrics = [{"step": s, "loss": 2.0 / s} for s in range(1, 5)]
+    metrics += [{"step": s, "eval_generation_bleu": 10.0 * s, "eval_generation_rouge_l": 0.1 * s, "eval_generation_rows": 2}
+                for s in (2, 4)]
+    rows = lambda step: [{"source": "val.jsonl:1", "prompt": "枸杞怎么保存?", "reference": "密封冷藏。",
+                          "answer": f"answer at step {step}", "bleu": 12.5, "rouge_l": 0.25},
+                         {"source": "val.jsonl:2", "prompt": "How long is delivery?", "reference": "Two days.",
+                          "answer": "<b>not html</b>", "bleu": 0.0, "rouge_l": 0.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    (run / "generations.jsonl").write_text("".join(json.dumps({"step": s, "rows": rows(s)}, ensure_ascii=False) + "\n"
+                                                   for s in (2, 4)), encoding="utf-8")
+    (run / "tuneforge_config.yaml").write_text("training_strategy: sft\nmodel: builtin:toy\neval_generation_steps: 2\n")
+    task = live_service.service.import_run(run, name="generation-import")
+    page, _ = page_factory()
+    page.goto(f"{live_service.url}/tasks/{task['id']}")
+    page.wait_for_function("window.tfLive && window.tfLive.loaded")
+    assert chart_points(page, "generation-bleu", "BLEU") == [[2, 20.0], [4, 40.0]]
+    assert [y for _, y in chart_points(page, "generation-rouge", "ROUGE-L")] == pytest.approx([20.0, 40.0])
+    page.wait_for_function("document.getElementById('generations').textContent.includes('answer at step 4')")
+    text = page.locator("#generations").inner_text()
+    assert "枸杞怎么保存?" in text and "密封冷藏。" in text and "<b>not html</b>" in text and "Step 4" in text
+    shot(page, "generated-answers")

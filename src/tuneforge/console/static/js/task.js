@@ -38,7 +38,29 @@
         return { label: s[0], color: PALETTE[i % PALETTE.length], dash: /^eval /.test(s[0]) ? [4, 3] : undefined };
       }) });
   });
+  // The latest generated answers next to their references (eval_generation_steps), refreshed when a new
+  // evaluation of them is logged.
+  const genBox = document.getElementById("generations");
+  let genStep = null;
+  async function showGenerations() {
+    if (!genBox) return;
+    try {
+      const latest = (await TF.api("GET", base + "/generations?last=1"))[0];
+      if (!latest || latest.step === genStep) return;
+      genStep = latest.step;
+      genBox.innerHTML = '<p class="small muted">Step ' + TF.esc(latest.step) + " · " + latest.rows.length + " answers</p>" +
+        latest.rows.map(function (r) {
+          return '<div class="generation"><p class="small"><strong>Prompt</strong> <code>' + TF.esc(r.source || "") + "</code></p>" +
+            '<pre class="block">' + TF.esc(r.prompt) + "</pre>" +
+            '<div class="grid2"><div><p class="small"><strong>Answer</strong> · BLEU ' + TF.fixed(r.bleu, 1) + " · ROUGE-L " +
+            TF.fixed(100 * r.rouge_l, 1) + ' %</p><pre class="block">' + TF.esc(r.answer) + "</pre></div>" +
+            '<div><p class="small"><strong>Reference</strong></p><pre class="block">' + TF.esc(r.reference) + "</pre></div></div></div>";
+        }).join("");
+    } catch (e) { /* the answers stay as they were; the next evaluation tries again */ }
+  }
+
   function putStrategy(r) {
+    if (TF.num(r.eval_generation_bleu)) showGenerations();
     STRATEGY.forEach(function (ch) {
       const chart = charts[ch.id], scale = ch.scale || 1;
       ch.series.forEach(function (s) {
