@@ -23,6 +23,9 @@ def validate_grpo(cfg) -> None:
                           "exact_match, length; or path/to/file.py:function_name).")
     for entry in cfg.reward_functions:
         check_entry(entry)
+        path = entry.rsplit(":", 1)[0]
+        if ".py:" in entry and not os.path.isfile(path):  # imported only when the run starts; named here first
+            raise ConfigError(f"reward_functions: {entry!r}: no such file {path!r}.")
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.reward_functions):
         raise ConfigError(f"reward_weights has {len(cfg.reward_weights)} values for {len(cfg.reward_functions)} "
                           "reward_functions: give one weight per function.")

@@ -181,9 +181,10 @@ def load_user_function(entry: str) -> RewardFn:
 
 @dataclass(frozen=True)
 class Reward:
-    name: str  # as written in the config; the metric is reward/<name>
+    name: str  # the metric is reward/<name>: a built-in's entry (length:8), a user function's name
     fn: RewardFn
     weight: float
+    entry: str = ""  # as written in the config, for messages
 
 
 def build_rewards(entries: Sequence[str], weights: Sequence[float] | None) -> list[Reward]:
@@ -196,7 +197,10 @@ def build_rewards(entries: Sequence[str], weights: Sequence[float] | None) -> li
         else:
             name, _, argument = entry.partition(":")
             fn = BUILTIN_REWARDS[name](argument or None)
-        out.append(Reward(entry, fn, float(weights[i]) if weights else 1.0))
+        name = entry.rsplit(":", 1)[1] if is_user_function(entry) else entry
+        if any(r.name == name for r in out):
+            name = entry  # two files' functions of the same name: keep them apart
+        out.append(Reward(name, fn, float(weights[i]) if weights else 1.0, entry))
     return out
 
 
@@ -209,15 +213,15 @@ def score(reward: Reward, prompts: list[str], completions: list[str], columns: d
     except TuneforgeError:
         raise
     except Exception as exc:  # the user's code: report it in one line, naming the function
-        raise RewardError(f"reward function {reward.name!r} raised {type(exc).__name__}: {exc} (on the completions "
+        raise RewardError(f"reward function {reward.entry or reward.name!r} raised {type(exc).__name__}: {exc} (on the completions "
                           f"of rows {where[0]} ... {where[-1]}). The last checkpoint is kept.") from None
     try:
         values = list(values)
     except TypeError:
-        raise RewardError(f"reward function {reward.name!r} returned {type(values).__name__}, not a list of "
+        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {type(values).__name__}, not a list of "
                           "numbers. The last checkpoint is kept.") from None
     if len(values) != len(completions):
-        raise RewardError(f"reward function {reward.name!r} returned {len(values)} values for {len(completions)} "
+        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {len(values)} values for {len(completions)} "
                           f"completions (rows {where[0]} ... {where[-1]}). The last checkpoint is kept.")
     out = []
     for i, v in enumerate(values):
@@ -226,7 +230,7 @@ def score(reward: Reward, prompts: list[str], completions: list[str], columns: d
             continue
         if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
             shown = repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "..."
-            raise RewardError(f"reward function {reward.name!r} returned {shown} for completion {i} of row {where[i]}: "
+            raise RewardError(f"reward function {reward.entry or reward.name!r} returned {shown} for completion {i} of row {where[i]}: "
                               "expected a finite number or None. The last checkpoint is kept.")
         out.append(float(v))
     return out

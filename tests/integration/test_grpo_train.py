@@ -1,5 +1,5 @@
-"""GRPO end to end on the built-in toy model: a few steps per reference kind, the metrics, bad rewards,
-the rollout sampler against transformers' generate, and (slow) a dense reward that rises."""
+"""GRPO end to end on the built-in toy model: a few steps per reference kind, the metrics, bad rewards, exact
+resume, the rollout sampler against transformers' generate and its per-row seeds, and a dense reward that rises."""
 from __future__ import annotations
 
 import json
@@ -107,9 +107,8 @@ def test_dense_reward_rises(tmp_path):
           max_steps=100, logging_steps=10, learning_rate=1e-3, lora_dim=0, max_completion_length=8,
           num_generations=8, warmup_ratio=0.0, lr_scheduler_type="constant")
     rewards = [r["reward"] for r in _records(tmp_path / "learn") if "reward" in r]
-    # measured: 0.62 -> 0.89 over 100 steps, 13 s on 2 CPU cores
+    # measured: 0.58 -> 0.80 over 100 steps, 13-20 s on 2 CPU cores
     assert rewards[-1] > rewards[0] + 0.15, rewards
-    print("rewards", rewards)
 
 
 def test_crash_then_resume_draws_the_same_completions(tmp_path, monkeypatch):

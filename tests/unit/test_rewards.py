@@ -89,6 +89,8 @@ def test_grpo_config_keys(data):
     assert cfg.resolved_grpo_epsilon_high == 0.2
     with pytest.raises(ConfigError, match="needs reward_functions"):
         _grpo(data)
+    with pytest.raises(ConfigError, match="no such file 'missing.py'"):
+        _grpo(data, reward_functions=["missing.py:f"])
     with pytest.raises(ConfigError, match="reward_weights has 1 values for 2"):
         _grpo(data, reward_functions=["accuracy", "format"], reward_weights=[1.0])
     with pytest.raises(ConfigError, match="reward_weights"):

@@ -52,12 +52,18 @@ def _yaml_value(value: Any) -> str:
     return text
 
 
-def _example_data(strategy: str) -> tuple[str, str] | None:
+# The repository's example data per strategy: (training, validation); pre-training reads a folder of documents.
+EXAMPLE_DATA = {"sft": ("sft_train.jsonl", "sft_val.jsonl"), "dpo": ("dpo_train.jsonl", "dpo_val.jsonl"),
+                "reward": ("dpo_train.jsonl", "dpo_val.jsonl"), "kto": ("kto_train.jsonl", "kto_val.jsonl"),
+                "grpo": ("grpo_arithmetic_train.jsonl", "grpo_arithmetic_val.jsonl"), "pretrain": ("pretrain", None)}
+
+
+def _example_data(strategy: str) -> tuple[str, str | None] | None:
     """The repository's example data for the toy (relative to the current directory when it is there)."""
-    names = ("sft_train.jsonl", "sft_val.jsonl") if strategy == "sft" else ("dpo_train.jsonl", "dpo_val.jsonl")
+    train, val = EXAMPLE_DATA.get(strategy, EXAMPLE_DATA["sft"])
     for base in (Path("examples/data"), Path(__file__).resolve().parents[3] / "examples" / "data"):
-        if all((base / n).is_file() for n in names):
-            return str(base / names[0]), str(base / names[1])
+        if (base / train).exists() and (val is None or (base / val).is_file()):
+            return str(base / train), (str(base / val) if val else None)
     return None
 
 

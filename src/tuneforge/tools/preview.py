@@ -140,7 +140,14 @@ def _kto_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
 
 # pretrain: a whole document, every token trained (training cuts documents longer than seq_length into pieces)
 ROW_BUILDERS: dict[str, Callable[[TrainConfig, object, int], list[dict]]] = {
-    "sft": _sft_rows, "dpo": _dpo_rows, "kto": _kto_rows, "pretrain": _sft_rows, "reward": _dpo_rows}
+    "sft": _sft_rows, "dpo": _dpo_rows, "kto": _kto_rows, "pretrain": _sft_rows, "reward": _dpo_rows,
+    "grpo": lambda cfg, tokenizer, n: _grpo_preview().grpo_rows(cfg, tokenizer, n)}
+
+
+def _grpo_preview():
+    from . import grpo_preview  # loads a model and samples: imported only for GRPO configs
+
+    return grpo_preview
 
 
 def _row_json(row: RenderedRow) -> dict:
@@ -174,7 +181,9 @@ def format_rows(rows: list[dict], cfg: TrainConfig, color: bool) -> str:
         lines += ["", f"=== row {i + 1} ({row['source']}) ==="]
         if row.get("dropped"):
             lines.append(f"-- {row['dropped']}")
-        if "text" in row:
+        if "completions" in row:  # GRPO: a prompt, sampled completions and their rewards
+            lines += _grpo_preview().format_grpo_row(row)
+        elif "text" in row:
             lines += _format_one("tokens", row, color)
         elif "chosen" in row:
             for side in ("chosen", "rejected"):

@@ -61,10 +61,12 @@ def test_every_entry_is_complete_and_serialisable():
         d = entry.to_dict()
         json.dumps(d)
         assert d["end_of_turn"] and d["license"] and d["context_length"] > 0
-        assert set(d["recommended"]) == {"sft", "dpo"}
-        for strategy in ("sft", "dpo"):
+        assert set(d["recommended"]) == set(gallery.STRATEGIES) >= {"sft", "dpo", "kto", "reward", "pretrain"}
+        for strategy in gallery.STRATEGIES:
             assert set(d["recommended"][strategy]) == set(gallery.METHODS)
         assert d["recommended"]["dpo"]["lora"]["dpo_beta"] == 0.1
+        assert d["recommended"]["kto"]["lora"]["kto_beta"] == 0.1
+        assert all(d["recommended"]["pretrain"][m]["packing"] for m in gallery.METHODS)
 
 
 def test_lookup_by_id_or_hub_id_and_close_matches():
