@@ -14,6 +14,7 @@ sharded run (DeepSpeed, FSDP), ``per_device_train_batch_size: auto`` (fitted to 
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,10 @@ def check_memory(cfg: TrainConfig, facts: ModelFacts, device_type: str) -> None:
 
     mixed = "no" if device_type == "cpu" or cfg.mixed_precision == "no" else (
         "fp16" if cfg.mixed_precision == "fp16" else "bf16")
+    # 'auto' turns checkpointing on when the run would not fit without it: judge the run it can become
+    judged = dataclasses.replace(cfg, gradient_checkpointing=True) if cfg.gradient_checkpointing == "auto" else cfg
     try:
-        needed = estimate(cfg, ModelShape.from_config(facts.hf_config), device_type, mixed).total
+        needed = estimate(judged, ModelShape.from_config(facts.hf_config), device_type, mixed).total
     except Exception:  # noqa: BLE001 - an architecture the estimator cannot read is not refused for it
         return
     total, name = device_total(device_type)

@@ -111,15 +111,17 @@ def test_dense_reward_rises(tmp_path):
     assert rewards[-1] > rewards[0] + 0.15, rewards
 
 
-def test_crash_then_resume_draws_the_same_completions(tmp_path, monkeypatch):
-    """The sampling RNG travels in the checkpoint: a run stopped after checkpoint-2 and resumed logs the same
-    rewards, completion lengths and losses, and ends with the same weights, as a run never stopped."""
+@pytest.mark.parametrize("mu,save_steps", [(1, 2), (2, 1)], ids=["mu1-checkpoint2", "mu2-mid-iteration"])
+def test_crash_then_resume_draws_the_same_completions(tmp_path, monkeypatch, mu, save_steps):
+    """A run stopped after a checkpoint and resumed logs the same rewards, completion lengths and losses, and ends
+    with the same weights, as a run never stopped: its draws depend on seeds, not on RNG state, and with
+    grpo_num_iterations 2 a checkpoint between the two iterations keeps the rollouts the next step reuses."""
     from safetensors.torch import load_file
 
     from tuneforge.training import checkpoint as ck
 
-    keys = dict(max_steps=4, save_steps=2, logging_steps=1, validation_data=None, learning_rate=5e-2,
-                lora_target_modules=["q_proj", "v_proj", "lm_head"])
+    keys = dict(max_steps=4, save_steps=save_steps, logging_steps=1, validation_data=None, learning_rate=5e-2,
+                lora_target_modules=["q_proj", "v_proj", "lm_head"], grpo_num_iterations=mu)
     _grpo(tmp_path / "ref", **keys)
     original = ck.Checkpointer.__call__
 
@@ -169,3 +171,16 @@ def test_gumbel_draws_follow_the_distribution():
     assert top1.tolist() == [2] * 50
     nucleus, _ = pick_tokens(logits[:500], SamplingSettings(1, top_p=0.6), row_generators(range(500), torch.device("cpu")))
     assert set(nucleus.tolist()) == {1, 2}  # 3/6 < 0.6: the second most likely token is kept, the rest not
+
+
+def test_preview_shows_prompts_sampled_completions_and_rewards(capsys):
+    from tuneforge.cli import main
+
+    config = EXAMPLES / "configs" / "grpo_lora.yaml"
+    assert main(["preview", str(config), "--n", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["columns"]["answer"] for r in rows] == ["24", "5"]
+    assert "What is 5 + 19?" in rows[0]["prompt"] and len(rows[0]["completions"]) == 4
+    for completion in rows[0]["completions"]:
+        assert set(completion["rewards"]) == {"accuracy", "number_share"}
+        assert 1 <= completion["tokens"] <= 8

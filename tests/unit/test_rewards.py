@@ -126,3 +126,14 @@ def test_prompt_data_without_a_prompt_field(tmp_path, toy_tokenizer):
     path.write_text('{"prompt": "ok"}\n{"question": "2+2", "answer": "4"}\n')
     with pytest.raises(DataError, match=r"p.jsonl, line 2: no prompt: a GRPO row needs one of the fields"):
         build_prompt_data(_grpo(str(path), reward_functions=["accuracy"]), toy_tokenizer)
+
+
+def test_prompt_data_mixing_weights(tmp_path, toy_tokenizer):
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"prompt": f"a{i}"}) + "\n" for i in range(4)))
+    b.write_text("".join(json.dumps({"prompt": f"b{i}"}) + "\n" for i in range(4)))
+    cfg = _grpo([{"path": str(a), "weight": 2}, {"path": str(b), "weight": 0.5}], reward_functions=["length"])
+    texts = [r.text for r in build_prompt_data(cfg, toy_tokenizer).train.rows]
+    assert sorted(t for t in texts if t.startswith("a")) == sorted([f"a{i}" for i in range(4)] * 2)
+    assert len([t for t in texts if t.startswith("b")]) == 2

@@ -13,9 +13,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import DataError
 from .formats import FORMATS, RowReport, detect_format, prompt_messages, read_rows
 from .sources import data_sources, source_files
+from .split import weighted
 from .templates import encode_prompt, with_system_prompt
 
 # The fields that make a row's prompt; they are not handed to the reward functions.
@@ -78,24 +81,31 @@ def read_prompt_rows(path: str, tokenizer, cfg, report: RowReport) -> PromptSpli
 
 
 def build_prompt_data(cfg, tokenizer) -> PromptData:
-    """Training and validation prompts of ``cfg`` (``validation_data`` or a seeded ``validation_split``)."""
+    """Training and validation prompts of ``cfg`` (``validation_data`` or a seeded ``validation_split``). A
+    ``train_data`` source's ``weight`` repeats or subsamples its training rows as for SFT (``split.weighted``,
+    seeded once per run); ``max_rows`` keeps its first rows."""
     report = RowReport()
-    train = PromptSplit([])
-    for source in data_sources(cfg.train_data):
+    sources = data_sources(cfg.train_data)
+    rows: list[tuple[int, PromptRow]] = []  # (source index, row)
+    truncated = 0
+    for k, source in enumerate(sources):
         part = read_prompt_rows(source.path, tokenizer, cfg, report)
-        rows = part.rows[: source.max_rows] if source.max_rows else part.rows
-        train.rows += rows
-        train.truncated += part.truncated
-    if not train.rows:
+        rows += [(k, r) for r in (part.rows[: source.max_rows] if source.max_rows else part.rows)]
+        truncated += part.truncated
+    if not rows:
         raise DataError(str(cfg.train_data), None, None, "no usable prompt row")
     validation = None
     if cfg.validation_data:
         validation = read_prompt_rows(cfg.validation_data, tokenizer, cfg, report)
     elif cfg.validation_split > 0:
-        order = list(range(len(train.rows)))
+        order = list(range(len(rows)))
         random.Random(cfg.seed).shuffle(order)
-        n_val = max(1, round(len(order) * cfg.validation_split))
-        held = set(order[:n_val])
-        validation = PromptSplit([r for i, r in enumerate(train.rows) if i in held])
-        train = PromptSplit([r for i, r in enumerate(train.rows) if i not in held], train.truncated)
+        held = set(order[:max(1, round(len(order) * cfg.validation_split))])
+        validation = PromptSplit([r for i, (_, r) in enumerate(rows) if i in held])
+        rows = [x for i, x in enumerate(rows) if i not in held]
+    train = PromptSplit([], truncated)
+    for k, source in enumerate(sources):
+        mine = [r for s, r in rows if s == k]
+        keep = weighted(np.arange(len(mine)), source.weight, random.Random(cfg.seed * 7919 + k))
+        train.rows += [mine[i] for i in keep]
     return PromptData(train, validation, report)

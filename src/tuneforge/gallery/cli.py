@@ -13,7 +13,8 @@ from ..models.memory import GIB
 KEY_SOURCES = {
     "learning_rate": {"full": "full fine-tuning practice for instruction models (1e-5 to 2e-5)",
                       "lora": "LoRA/QLoRA practice (QLoRA paper: 2e-4 for 7B-13B; 1e-4 to 2e-4 usual)",
-                      "dpo": "DPO practice (DPO paper, Zephyr recipes): 10-100x below SFT"},
+                      "dpo": "DPO practice (DPO paper, Zephyr recipes): 10-100x below SFT",
+                      "grpo": "GRPO: TRL 1.16's default 1e-6 for full training, about 10x that for LoRA"},
     "num_train_epochs": "2-10 is the usual range for SFT, 1-2 for DPO; stop when validation stops improving",
     "per_device_train_batch_size": "a starting point: 'tuneforge plan MODEL --gpu-memory GiB' gives the largest that fits, or use 'auto'",
     "gradient_accumulation_steps": "effective batch = batch x this x GPUs",
@@ -23,13 +24,17 @@ KEY_SOURCES = {
     "dpo_beta": "DPO paper default (0.1-0.5 usual; higher stays closer to the reference)",
     "load_in_4bit": "QLoRA: base in 4-bit NF4 (least memory)",
     "load_in_8bit": "QLoRA: base in 8-bit",
+    "num_generations": "GRPO: completions per prompt (TRL 1.16's default; per_device_train_batch_size counts prompts)",
+    "max_completion_length": "GRPO: most tokens sampled per completion (TRL 1.16's default)",
+    "reward_functions": "GRPO: the final answer against the data's answer column; add format or path/file.py:fn",
 }
 
 
 def _source(key: str, strategy: str, method: str) -> str:
     src = KEY_SOURCES.get(key, "")
     if isinstance(src, dict):
-        kind = "dpo" if key == "learning_rate" and strategy == "dpo" else ("full" if method == "full" else "lora")
+        kind = strategy if key == "learning_rate" and strategy in ("dpo", "grpo") else (
+            "full" if method == "full" else "lora")
         return src.get(kind, "")
     return src
 

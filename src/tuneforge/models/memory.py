@@ -214,6 +214,9 @@ def micro_batch_tokens(cfg: TrainConfig, row_tokens: int | None = None, train_ro
     rows = int(cfg.per_device_train_batch_size)
     if train_rows:
         rows = min(rows, train_rows)
+    if cfg.training_strategy == "grpo":  # a prompt row trains as num_generations prompt+completion sequences
+        prompt = row_tokens or cfg.seq_length - cfg.max_completion_length
+        return rows * cfg.num_generations, min(cfg.seq_length, prompt + cfg.max_completion_length)
     seqs = rows * (2 if cfg.training_strategy == "dpo" else 1)
     return seqs, min(cfg.seq_length, row_tokens or cfg.seq_length)
 
@@ -273,6 +276,8 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
     weights = _weight_bytes(cfg, shape, frozen_total, mixed)
     if cfg.training_strategy == "dpo" and not lora and cfg.dpo_reference == "copy":
         weights *= 2  # a frozen copy of the policy as the reference model
+    if cfg.training_strategy == "grpo" and cfg.grpo_beta > 0 and (not lora or cfg.adapter_name_or_path):
+        weights *= 2  # GRPO's frozen reference copy (training/grpo.py, reference_kind)
     if shard.shards_weights:
         # each process keeps its shard, plus whole layers gathered for compute (current and prefetched)
         layer = shape.block_linear_params() / max(shape.layers, 1) * (2 if mixed != "no" else 4)
@@ -286,6 +291,11 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
         activations=_activation_bytes(cfg, shape, prof, mixed, tokens),
         logits=_logit_bytes(cfg, shape, prof, device_type, tokens),
         overhead=0.0, device_type=device_type)
+    if cfg.training_strategy == "grpo":
+        # rollouts run before the update, without gradients: their key/value cache peaks instead of the activations
+        rollout_rows = min(cfg.generation_batch_size or seqs, seqs)
+        cache = 2 * shape.layers * shape.kv_width * rollout_rows * row * (2 if mixed != "no" else 4)
+        est.activations = max(est.activations, cache)
     est.overhead = prof.overhead(est.activations, est.allocated)
     if cfg.load_in_4bit or cfg.load_in_8bit:
         est.overhead += prof.quantized_runtime_gib * GIB

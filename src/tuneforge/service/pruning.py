@@ -10,8 +10,9 @@ had reached by the same step (a trial "reached" step s when it has evaluated at 
   reached that rung.
 
 A rule decides only when at least ``min_trials`` other trials (the sweep's setting, default ``MIN_OTHERS``)
-reached the step, so the first trials of a sweep are not judged against one lucky or unlucky run. A decision stops the trial through the normal stop path with
-the reason recorded in ``tasks.stop_reason`` (kept across restarts: the database is the record). A trial
+reached the step, so the first trials of a sweep are not judged against one lucky or unlucky run, and a trial is
+never judged at its final evaluation (it has finished). A decision stops the trial through the normal stop path
+with the reason recorded in ``tasks.stop_reason`` (kept across restarts: the database is the record). A trial
 resumed by hand after it was pruned is never pruned again: the user overrode the decision. Failed trials count
 with the evaluations they made and never stop the sweep.
 """
@@ -127,8 +128,9 @@ class Pruner:
 
     def history(self, task: dict, metric: str) -> History:
         tail, history = self._tails.get(task["id"], (None, None))
-        if tail is None or history is None or history.metric != metric or tail.path != Path(task["run_dir"]) / METRICS_FILE:
-            tail, history = JsonlTail(Path(task["run_dir"]) / METRICS_FILE), History(metric)
+        path = Path(task["run_dir"]) / METRICS_FILE
+        if tail is None or history is None or history.metric != metric or tail.path != path:
+            tail, history = JsonlTail(path), History(metric)
             self._tails[task["id"]] = (tail, history)
         rows = tail.poll()
         if tail.reset:  # a resumed run rewrote its metrics from its checkpoint
@@ -140,6 +142,7 @@ class Pruner:
     def check(self) -> None:
         store = self.service.store
         running = [t for t in store.list_tasks("running") if t.get("sweep_id") is not None]
+        followed: set[int] = set()
         for sweep_id in sorted({t["sweep_id"] for t in running}):
             sweep = store.get_sweep(sweep_id)
             rule = RULES.get((sweep or {}).get("early_stop") or "")
@@ -148,6 +151,7 @@ class Pruner:
             trials = store.sweep_tasks(sweep_id)
             min_others = (sweep.get("search") or {}).get("min_trials") or MIN_OTHERS
             histories = {t["id"]: self.history(t, sweep["metric"]) for t in trials}
+            followed.update(histories)
             for task in trials:
                 if task["status"] != "running" or task.get("stop_requested") or task.get("stop_reason"):
                     continue  # stopping already, or pruned once and resumed by hand
@@ -158,6 +162,8 @@ class Pruner:
                 reason = rule(histories[task["id"]], others, sweep["mode"], sweep["grace_steps"], min_others)
                 if reason:
                     self.prune(task, reason)
+        for task_id in set(self._tails) - followed:  # sweeps that ended: read again from the files if resumed
+            del self._tails[task_id]
 
     def prune(self, task: dict, reason: str) -> None:
         """Stop a trial as ``tuneforge tasks stop`` would, with the reason recorded first (one statement)."""

@@ -291,7 +291,8 @@ class Store:
         return self._sweep(self._execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone())
 
     def list_sweeps(self) -> list[dict]:
-        return [self._sweep(r) for r in self._execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()]  # type: ignore[misc]
+        rows = self._execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
+        return [self._sweep(r) for r in rows]  # type: ignore[misc]
 
     def update_sweep(self, sweep_id: int, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)

@@ -88,9 +88,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.config and "=" in args.config and not Path(args.config).exists():
         items, args.config = [args.config, *items], None
     space, fixed = split_args(items)
-    body: dict[str, Any] = {"config": args.local_config(args.config, fixed), "space": space, "metric": args.metric,
+    body: dict[str, Any] = {"config": args.local_config(args.config, fixed), "space": space,
                             "grace_steps": args.grace_steps}
-    for key in ("mode", "early_stop", "min_trials", "max_concurrent", "name", "gpus", "random"):
+    for key in ("metric", "mode", "early_stop", "min_trials", "max_concurrent", "name", "gpus", "random"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.random is not None:
@@ -123,7 +123,8 @@ def add_sweep(action, local_config) -> None:
                    help="searched keys: key=v1,v2 (a list), key=range(a,b), key=log(a,b); key=value: a fixed override")
     a.add_argument("--random", type=int, metavar="N", help="N random draws instead of the grid (needed for ranges)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
-    a.add_argument("--metric", default="eval_loss", help="what picks the winner and drives pruning (default eval_loss)")
+    a.add_argument("--metric", help="what picks the winner and drives pruning (default: the config's "
+                                    "metric_for_best_model, eval_loss unless set)")
     a.add_argument("--mode", choices=("min", "max"), help="min or max (default: the metric's direction)")
     a.add_argument("--early-stop", choices=("median", "asha"), help="stop losing trials at their evaluations")
     a.add_argument("--grace-steps", type=int, default=0, metavar="G", help="no pruning before this step (default 0)")

@@ -168,18 +168,27 @@ def params_text(params: dict[str, Any]) -> str:
 # -- the sweep's settings -------------------------------------------------------------------------------------
 
 
-def _checked_settings(body: dict[str, Any]) -> dict[str, Any]:
-    """metric, mode, early_stop, grace_steps, max_concurrent of a sweep request, checked (BadRequest names one)."""
-    metric = body.get("metric") or "eval_loss"
-    if not isinstance(metric, str) or not re.fullmatch(r"eval_[\w/]+", metric):
-        raise BadRequest(f"metric={metric!r}: expected an evaluation metric such as eval_loss.", "metric")
+def _checked_mode(metric: str, mode: Any) -> str:
+    """The sweep's mode: the metric's direction (the task's best metric and checkpoint are chosen that way)."""
     direction = "min" if metric in LOWER_IS_BETTER else "max"
-    mode = body.get("mode") or direction
+    mode = mode or direction
     if mode not in MODES:
         raise BadRequest(f"mode={mode!r}: expected min or max.", "mode")
-    if mode != direction:  # the task's best metric (and its best checkpoint) is chosen in the metric's direction
+    if mode != direction:
         raise BadRequest(f"mode={mode}: {metric} is {'lower' if direction == 'min' else 'higher'}-is-better, so "
                          f"the mode is {direction}.", "mode")
+    return mode
+
+
+def _checked_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """metric, early_stop, grace_steps, min_trials, max_concurrent, name of a sweep request, checked (BadRequest
+    names the field). No metric: the trials' own metric_for_best_model (plan() fills it in)."""
+    metric = body.get("metric")
+    if metric is not None and (not isinstance(metric, str) or not re.fullmatch(r"eval_[\w/]+", metric)):
+        raise BadRequest(f"metric={metric!r}: expected an evaluation metric such as eval_loss.", "metric")
+    mode = body.get("mode")
+    if mode is not None and mode not in MODES:
+        raise BadRequest(f"mode={mode!r}: expected min or max.", "mode")
     early_stop = body.get("early_stop") or None
     if early_stop not in (None, *EARLY_STOP):
         raise BadRequest(f"early_stop={early_stop!r}: expected median or asha.", "early_stop")
@@ -220,13 +229,18 @@ def plan(service: "TaskService", payload: Any) -> dict[str, Any]:
     gpus = service._checked_gpus(body.get("gpus"))
     trials = []
     for i, params in enumerate(params_list, 1):
-        raw = {**body["config"], "metric_for_best_model": settings["metric"], **params}
+        metric = {"metric_for_best_model": settings["metric"]} if settings["metric"] else {}
         try:
-            values, cfg = service._checked_config(raw)
+            values, cfg = service._checked_config({**body["config"], **metric, **params})
             service.check_datasets(values)
         except BadRequest as exc:
             raise type(exc)(f"trial {i} ({params_text(params)}): {exc}", exc.key) from None
         trials.append({"params": {k: values[k] for k in params}, "values": values, "cfg": cfg})
+    metrics = sorted({t["cfg"].metric_for_best_model for t in trials})
+    if len(metrics) > 1:  # e.g. training_strategy swept: the trials would not be compared on one metric
+        raise BadRequest(f"metric: the trials pick different metrics ({', '.join(metrics)}); set one.", "metric")
+    settings["metric"] = metrics[0]
+    settings["mode"] = _checked_mode(metrics[0], settings["mode"])
     return {"settings": settings, "dimensions": dimensions, "trials": trials, "gpus": gpus,
             "random": body.get("random"), "seed": body.get("seed", 0), "base": body["config"]}
 

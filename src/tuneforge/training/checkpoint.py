@@ -247,6 +247,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _recipe_file(rank: int) -> str:
+    return f"recipe_state_rank{rank}.pt"
+
+
 def _rng_file(rank: int) -> str:
     return f"rng_state_rank{rank}.pt"
 
@@ -401,6 +405,8 @@ class Checkpointer:
                 tmp.mkdir(parents=True)
             acc.wait_for_everyone()
             torch.save(rng_state(), tmp / _rng_file(acc.process_index))  # every process: its own dropout stream
+            if hasattr(loop.recipe, "state_dict"):  # e.g. GRPO's rollouts kept for the next grpo_num_iterations
+                torch.save(loop.recipe.state_dict(), tmp / _recipe_file(acc.process_index))
             if self.engine_owned:  # collective: every process writes its weight/optimizer shards
                 loop.loss_module.save_checkpoint(str(tmp / ENGINE), tag=ENGINE, save_latest=False,
                                             exclude_frozen_parameters=self.cfg.method != "full")
@@ -488,6 +494,9 @@ class Checkpointer:
             self.say(f"warning: {path.name} has no RNG state for process {rank}; dropout will not replay exactly")
             rng_path = path / _rng_file(0)
         set_rng_state(torch.load(rng_path, weights_only=True))
+        recipe_path = path / _recipe_file(rank)
+        if hasattr(loop.recipe, "load_state_dict") and recipe_path.is_file():
+            loop.recipe.load_state_dict(torch.load(recipe_path, weights_only=True))
         return saved
 
     def _restore_best(self, loop: Any, path: Path) -> None:

@@ -54,6 +54,19 @@ class RolloutBatch:
         return RolloutBatch(self.sequences.to(device), move(self.completion_mask), move(self.loss_mask),
                             move(self.advantages), move(self.old_logps), move(self.ref_logps), self.stats)
 
+    def state(self) -> dict[str, Any]:
+        """Tensors and numbers only (checkpoints load with ``weights_only``)."""
+        seqs = self.sequences
+        return {"input_ids": seqs.input_ids, "attention_mask": seqs.attention_mask, "targets": seqs.targets,
+                "completion_mask": self.completion_mask, "loss_mask": self.loss_mask, "advantages": self.advantages,
+                "old_logps": self.old_logps, "ref_logps": self.ref_logps, "stats": dict(self.stats)}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> "RolloutBatch":
+        seqs = Batch(s["input_ids"], s["attention_mask"], None, s["targets"], int(s["input_ids"].shape[0]))
+        return cls(seqs, s["completion_mask"], s["loss_mask"], s["advantages"], s["old_logps"], s["ref_logps"],
+                   dict(s["stats"]))
+
 
 @dataclass
 class EvalPrompts:
@@ -137,6 +150,14 @@ class GRPORecipe:
     def on_prepared(self, loss_module: nn.Module) -> None:
         self.loss_module = loss_module
 
+    # -- checkpoints: the rollouts a later grpo_num_iterations step still trains on ------------------
+    def state_dict(self) -> dict[str, Any]:
+        reusable = self._cached and self.step_repeats > 1  # with mu = 1 the next step samples anew
+        return {"rollouts": [batch.state() for batch in self._cached] if reusable else []}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._cached = [RolloutBatch.from_state(s) for s in state.get("rollouts", [])] or None
+
     # -- the loop's step hook ------------------------------------------------------------------------
     def step_batches(self, micro_rows: list[list[int]], loop: Any) -> list[RolloutBatch]:
         """The step's micro-batches: fresh rollouts on an iteration's first step, the kept ones after it."""
@@ -172,6 +193,7 @@ class GRPORecipe:
                                        rewards[part], {k: v[part] for k, v in per_fn.items()}, advantages[part]))
             offset += n
         now = time.perf_counter()
+        # scoring: the reward functions, the advantages and the no-grad reference / old log-prob passes
         self.timing["rollout_seconds"] += scored_at - started
         self.timing["scoring_seconds"] += now - scored_at
         return batches

@@ -81,6 +81,9 @@ def test_a_sweep_prunes_the_loser_and_survives_a_restart(start_service, toy_data
     again = svc.get(f"/api/sweeps/{sweep_id}")
     assert {t["id"]: (t["status"], t["error"]) for t in again["trials"]} == \
         {t["id"]: (t["status"], t["error"]) for t in sweep["trials"]}
+    shown = subprocess.run([sys.executable, "-m", "tuneforge.cli", "tasks", "sweep-show", str(sweep_id), "--server",
+                            svc.url], capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0 and "winner" in shown.stdout and loser["error"] in shown.stdout, shown
     svc.post(f"/api/tasks/{ids[3]}/resume")
     resumed = svc.wait(ids[3])
     assert resumed["status"] == "succeeded", resumed

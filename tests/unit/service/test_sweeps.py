@@ -140,6 +140,15 @@ def test_bad_sweep_settings_name_the_field(client, data, extra, key):
     assert r.status_code == 400 and r.json()["key"] == key, r.text
 
 
+def test_the_metric_defaults_to_the_configs_own(client, data):
+    config = {**body(data)["config"], "metric_for_best_model": "eval_token_accuracy"}
+    sweep = client.post("/api/sweeps", json={"config": config, "space": {"lora_dim": [4, 8]}}).json()
+    assert sweep["metric"] == "eval_token_accuracy" and sweep["mode"] == "max"
+    assert client.get("/api/sweeps", params={}).json()[0]["metric"] == "eval_token_accuracy"
+    r = client.post("/api/sweeps", json={"config": config, "space": {"lora_dim": [4, 8]}, "mode": "min"})
+    assert r.status_code == 400 and "eval_token_accuracy is higher-is-better" in r.json()["detail"]
+
+
 def test_validate_counts_the_trials_without_queuing(client, data):
     r = client.post("/api/sweeps/validate", json=body(data, space={"learning_rate": "log(1e-5,1e-3)"}, random=5, seed=3))
     assert r.status_code == 200 and r.json()["trial_count"] == 5
