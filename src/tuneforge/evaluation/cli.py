@@ -27,7 +27,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         allow_pickle_weights=args.allow_pickle_weights, compare=args.compare, judge=args.judge,
         judge_model=args.judge_model, judge_api_key_env=args.judge_api_key_env, judge_template=args.judge_template,
         judge_concurrency=args.judge_concurrency, judge_mode=args.judge_mode, judge_cache=args.judge_cache,
-        judge_retries=args.judge_retries, judge_max_tokens=args.judge_max_tokens)
+        judge_retries=args.judge_retries, judge_max_tokens=args.judge_max_tokens,
+        reward_functions=_csv(args.reward_functions) if args.reward_functions else None)
 
 
 def report(outcome: Outcome, as_json: bool) -> None:
@@ -86,6 +87,9 @@ def add_parser(subparsers) -> None:
                    help="ROUGE-L tokens for Chinese: characters (default) or jieba words (needs jieba)")
     p.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default="auto",
                    help="sacrebleu tokenizer (auto: zh when the text has Chinese characters, else 13a)")
+    p.add_argument("--reward-functions", metavar="LIST",
+                   help="a GRPO run: score its answers to --data's prompts with these (accuracy, format, exact_match, "
+                        "length, path/file.py:fn); mean reward in total and per function")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     add_trust_argument(p)
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",

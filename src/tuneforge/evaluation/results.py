@@ -31,7 +31,15 @@ METRIC_UNITS: dict[str, tuple[str, bool]] = {
     "dpo_loss": ("nats/pair", False), "rewards/accuracies": ("fraction", True), "rewards/margins": ("beta x nats", True),
     "rewards/chosen": ("beta x nats", True), "rewards/rejected": ("beta x nats", False),
     "logps/chosen": ("nats", True), "logps/rejected": ("nats", False), "pairs": ("pairs", True),
+    "reward": ("mean per greedy answer", True), "reward_sampled": ("mean per sampled answer", True),
 }
+
+
+def metric_unit(name: str) -> tuple[str, bool]:
+    """(unit, higher is better) of a metric; a GRPO run's per-function rewards share the reward's unit."""
+    if name.startswith("reward/"):
+        return METRIC_UNITS["reward"]
+    return METRIC_UNITS.get(name, ("", True))
 COUNT_METRICS = {"trained_tokens", "pairs"}
 
 
@@ -107,7 +115,7 @@ def _better(name: str, delta: float | None) -> str:
         return ""
     if abs(delta) < 1e-12:
         return "same"
-    higher = METRIC_UNITS.get(name, ("", True))[1]
+    higher = metric_unit(name)[1]
     return "tuned" if (delta > 0) == higher else "base"
 
 
@@ -119,7 +127,7 @@ def render_table(metrics: dict[str, dict[str, float]], delta: dict[str, float] |
     rows = []
     for name in names:
         count = name in COUNT_METRICS
-        row = [name, METRIC_UNITS.get(name, ("", True))[0]] + [_fmt(metrics[c].get(name), count) for c in columns]
+        row = [name, metric_unit(name)[0]] + [_fmt(metrics[c].get(name), count) for c in columns]
         if delta is not None:
             d = delta.get(name)
             row += [("-" if d is None else f"{d:+.4f}") if not count else "", _better(name, d)]

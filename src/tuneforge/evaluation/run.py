@@ -57,6 +57,7 @@ class EvalOptions:
     judge_cache: str | None = None
     judge_retries: int = 5
     judge_max_tokens: int = 1024
+    reward_functions: list[str] | None = None  # a GRPO run's scorers (the user's flag, never the run's saved config)
 
 
 @dataclass
@@ -262,7 +263,11 @@ def evaluate_prepared(model: EvalModel, prep: Prepared, plan: Plan, opts: EvalOp
 
 
 def evaluate_model(opts: EvalOptions, plan: Plan) -> Outcome:
+    from .grpo_eval import evaluate_grpo_run, grpo_run_settings
     from .reward_eval import evaluate_reward_run, reward_run_settings
+
+    if grpo_run_settings(opts.model, opts.adapter) is not None:  # a policy trained on rewards: score its answers
+        return Outcome({**evaluate_grpo_run(opts), "versions": versions()}, [])
 
     reward = reward_run_settings(opts.model, opts.adapter)
     if reward is not None:  # a reward model scores sequences: preference accuracy, no generation
