@@ -74,13 +74,19 @@ def check_context(cfg: TrainConfig, facts: ModelFacts) -> None:
                           f"tokens{extended}; use seq_length <= {facts.context}.")
 
 
-def device_total(device_type: str) -> tuple[float, str]:
-    """(bytes, name) of the memory a run on ``device_type`` has at most: one GPU's, or the host's RAM."""
+def device_total(device_type: str) -> tuple[float, str] | None:
+    """(bytes, name) of the memory a run on ``device_type`` has at most: one GPU's, or the host's RAM; None when
+    this process cannot see that device (a service whose GPUs only its tasks' processes use)."""
     import torch
 
     from .models.memory import device_memory
 
-    mem = device_memory(torch.device("cuda" if device_type == "cuda" else "cpu"))
+    if device_type == "cuda" and not torch.cuda.is_available():
+        return None
+    try:
+        mem = device_memory(torch.device("cuda" if device_type == "cuda" else "cpu"))
+    except (RuntimeError, OSError):
+        return None
     return mem.total, mem.name
 
 
@@ -115,9 +121,10 @@ def check_memory(cfg: TrainConfig, facts: ModelFacts, device_type: str) -> None:
         needed = estimate(judged, ModelShape.from_config(facts.hf_config), device_type, mixed).total
     except Exception:  # noqa: BLE001 - an architecture the estimator cannot read is not refused for it
         return
-    total, name = device_total(device_type)
-    if needed <= total:
+    device = device_total(device_type)
+    if device is None or needed <= device[0]:
         return
+    total, name = device
     ways = _cheaper_ways(cfg, total / GIB, device_type)
     raise ConfigError(
         f"memory_check=true: this run is estimated at {needed / GIB:.1f} GiB (every row {cfg.seq_length} tokens, "

@@ -143,6 +143,8 @@ class Worker:
         if status != "succeeded":  # the step a resume continues from, which the page shows after a stop
             saved = latest_saved(Path(task["run_dir"]))
             follower.summary.checkpoint_step = int(saved.name.rsplit("-", 1)[1]) if saved else 0
+            # a stop saves a checkpoint at the step it stopped on; progress.json may be a moment older
+            follower.summary.step = max(follower.summary.step or 0, follower.summary.checkpoint_step)
         self.service.store.update_task(task["id"], where_status=["running"], status=status, error=error,
                                        exit_code=exit.code, finished_at=utc_now(), gpu_ids=None,
                                        **follower.summary.columns())

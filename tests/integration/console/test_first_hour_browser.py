@@ -108,19 +108,20 @@ def test_live_progress_stop_resume_elapsed_and_deploy_without_reload(live_servic
     """Progress moves every step (not at logging_steps), the log shows loss lines, a stop shows the step a
     resume continues from, elapsed covers both attempts, and Deploy appears when the task succeeds."""
     service = live_service.service
-    data = _dataset(service, tmp_path, "live.jsonl", [{"instruction": f"q{i} " * 8, "output": f"a{i} " * 8} for i in range(64)])
-    task = service.submit({"model": "builtin:toy", "train_data": data["path"], "lora_dim": 4, "max_steps": 400,
-                           "per_device_train_batch_size": 2, "seq_length": 64, "logging_steps": 1000,
+    # 2,000 rows of batch 2: the first logging step (and epoch end) is step 1,000, far beyond what the test watches
+    data = _dataset(service, tmp_path, "live.jsonl", [{"instruction": f"q{i} " * 3, "output": f"a{i} " * 3} for i in range(2000)])
+    task = service.submit({"model": "builtin:toy", "train_data": data["path"], "lora_dim": 4, "max_steps": 4000,
+                           "per_device_train_batch_size": 2, "seq_length": 128, "logging_steps": 1000,
                            "eval_steps": 0, "save_steps": 10})
     page, errors = page_factory()
     errors.allowed_urls.add("/stop")
     page.goto(f"{live_service.url}/tasks/{task['id']}")
     # before any logging step: the bar already moves and the ETA is known
-    page.wait_for_function("/step ([3-9]|\\d\\d+) \\/ 400/.test(document.getElementById('stat-progress').textContent)",
+    page.wait_for_function("/step ([3-9]|\\d\\d+) \\/ 4000/.test(document.getElementById('stat-progress').textContent)",
                            timeout=120_000)
     assert not [m for m in service.metrics(task["id"]) if "loss" in m]
     assert "ETA" in page.locator("#stat-time").inner_text()
-    page.wait_for_function("/step (1[1-9]|[2-9]\\d)\\d* \\/ 400/.test(document.getElementById('stat-progress').textContent)",
+    page.wait_for_function("/step (1[1-9]|[2-9]\\d)\\d* \\/ 4000/.test(document.getElementById('stat-progress').textContent)",
                            timeout=120_000)
     page.click('[data-act="stop"]')
     page.wait_for_function("document.querySelector('#task-status .badge').textContent === 'stopped'", timeout=60_000)

@@ -40,10 +40,27 @@ def test_summary_folds_progress_best_metric_and_peaks():
     summary.add_resource({"time": 1, "host_rss_gib": 0.5, "gpu0_used_gib": 3.0, "gpu0_task_gib": 2.0})
     summary.add_resource({"time": 2, "host_rss_gib": 0.4, "gpu0_used_gib": 4.0, "gpu0_task_gib": 2.5})
     cols = summary.columns()
-    assert cols["progress"] == {"step": 10, "total_steps": 10, "epoch": 0.5, "fraction": 1.0}
+    assert cols["progress"] == {"step": 10, "total_steps": 10, "epoch": 0.5, "fraction": 1.0, "step_seconds": None,
+                                "eta_s": None}
     assert cols["best_metric"] == 1.5 and cols["peak_host_gib"] == 0.5 and cols["peak_gpu_gib"] == 2.5
     accuracy = RunSummary(metric_name="eval_rewards/accuracies")
     for value in (0.5, 0.75, 0.6):
         accuracy.add_metric({"eval_rewards/accuracies": value})
     assert accuracy.best_metric == 0.75  # higher is better for accuracies
     json.dumps(cols)
+
+
+
+def test_live_progress_file_gives_the_step_and_an_eta_from_the_measured_step_time():
+    from tuneforge.service.runfiles import RunSummary
+
+    summary = RunSummary()
+    summary.add_metric({"event": "start", "step": 0, "total_steps": 100})
+    summary.add_metric({"step": 10, "loss": 1.0, "epoch": 0.1})  # the last logging step
+    summary.add_live({"step": 14, "total_steps": 100, "epoch": 0.14, "step_seconds": 0.5})
+    progress = summary.progress()
+    assert progress["step"] == 14 and progress["fraction"] == 0.14 and progress["eta_s"] == 43.0
+    summary.add_live({"step": 12, "total_steps": 100, "step_seconds": 0.5})  # an older file never moves it back
+    assert summary.progress()["step"] == 14
+    summary.checkpoint_step = 10
+    assert summary.progress()["checkpoint_step"] == 10
