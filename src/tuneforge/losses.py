@@ -68,6 +68,8 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             if need_w:
                 grad_w += (expd_w.t() @ (h.float() * inv[:, None]).to(weight.dtype)).float()
                 grad_w.index_add_(0, t, h.float(), alpha=-1.0)
+            # free this chunk's buffers before the next chunk's are made: otherwise two chunks are alive at once
+            del logits, expd, expd_w
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(correct)
@@ -114,6 +116,7 @@ class _LinearTokenLogps(torch.autograd.Function):
             sum_exp = logits.sub_(row_max[:, None]).exp_().sum(dim=-1)
             lse[s:e] = row_max + sum_exp.log()
             out[s:e] = target_logit - lse[s:e]
+            del logits  # before the next chunk's logits exist
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         return out
 
@@ -141,6 +144,7 @@ class _LinearTokenLogps(torch.autograd.Function):
             if need_w:
                 grad_w -= (scaled_w.t() @ h.to(weight.dtype)).float()
                 grad_w.index_add_(0, t, h.float() * g[:, None])
+            del scaled, scaled_w  # before the next chunk's are made
         return (grad_h, grad_w.to(weight.dtype) if grad_w is not None else None,
                 grad_b.to(bias.dtype) if grad_b is not None else None, None)
 

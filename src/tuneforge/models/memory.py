@@ -53,9 +53,12 @@ class DeviceProfile:
     retained_cap_gib: float = 0.0  # ... up to this much
     quantized_runtime_gib: float = 0.0  # more runtime when bitsandbytes runs the base (its CPU path)
 
-    def overhead(self, activations: float, allocated: float) -> float:
-        """Bytes besides the tensors: runtime, plus what the allocator holds beyond them."""
-        retained = min(self.retained_ratio * activations, self.retained_cap_gib * GIB)
+    def overhead(self, activations: float, allocated: float, logits: float = 0.0) -> float:
+        """Bytes besides the tensors: runtime, plus what the allocator holds beyond them. On a CPU the freed blocks
+        it keeps resident are at least the logits chunk's backward buffer (as large as the chunk): what a small
+        batch on a large vocabulary keeps (bench/memory/calibrate_cpu.py); the two reuse the same freed memory."""
+        freed = max(self.retained_ratio * activations, logits if self.retained_ratio else 0.0)
+        retained = min(freed, self.retained_cap_gib * GIB)
         return self.runtime_gib * GIB + self.allocator_slack * allocated + retained
 
 
@@ -79,6 +82,9 @@ PROFILES = {
                          retained_ratio=1.2, retained_cap_gib=0.45, quantized_runtime_gib=0.3),
     "cuda": DeviceProfile(activation_scale=1.5, logits_bytes=6.0, runtime_gib=0.6, allocator_slack=0.07),
 }
+# A fast tokenizer's resident size grows with its vocabulary and merge list: 0.134 GiB measured for a 151,646-token
+# byte-level BPE (bench/memory/calibrate_cpu.py), ~950 bytes per token.
+TOKENIZER_BYTES_PER_TOKEN = 950
 LOGITS_CHUNK = CHUNK_ELEMENTS  # the loss's chunk size per device (fp32 logits elements per chunk)
 CUDA_CONTEXT_GIB = PROFILES["cuda"].runtime_gib
 
@@ -296,7 +302,9 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
         rollout_rows = min(cfg.generation_batch_size or seqs, seqs)
         cache = 2 * shape.layers * shape.kv_width * rollout_rows * row * (2 if mixed != "no" else 4)
         est.activations = max(est.activations, cache)
-    est.overhead = prof.overhead(est.activations, est.allocated)
+    est.overhead = prof.overhead(est.activations, est.allocated, est.logits)
+    if device_type != "cuda":  # the process also holds the tokenizer: its vocabulary and merges (host memory)
+        est.overhead += shape.vocab * TOKENIZER_BYTES_PER_TOKEN
     if cfg.load_in_4bit or cfg.load_in_8bit:
         est.overhead += prof.quantized_runtime_gib * GIB
     return est

@@ -8,7 +8,7 @@ import torch
 
 from tuneforge.config import TrainConfig
 from tuneforge.models import memory, memory_report
-from tuneforge.models.memory import GIB, ModelShape, estimate
+from tuneforge.models.memory import GIB, TOKENIZER_BYTES_PER_TOKEN, ModelShape, estimate
 
 SHAPE = ModelShape(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2, head_dim=16, vocab=100, tied=False)
 # per layer: q 64x64 + k 64x32 + v 64x32 + o 64x64 = 12288; MLP 3 x 64 x 128 = 24576 -> 36864; x 2 layers = 73728
@@ -49,9 +49,10 @@ def test_full_fp32_terms():
     assert est.activations == pytest.approx(32 * (2 * 1088 + 448) * 4 * CPU.activation_scale)
     # one chunk of fp32 logits (32 rows x 100) + the fp32 LM-head gradient buffer (100 x 64)
     assert est.logits == 32 * 100 * CPU.logits_bytes + 100 * 64 * 4
-    # the process baseline plus what the C allocator keeps of freed activation blocks (1.2x, capped)
-    assert est.overhead == pytest.approx(CPU.runtime_gib * GIB + min(CPU.retained_ratio * est.activations,
-                                                                     CPU.retained_cap_gib * GIB))
+    # the process baseline, what the C allocator keeps of freed blocks (1.2x the activations, at least the logits
+    # chunk, capped) and the tokenizer (its vocabulary: 100 tokens here)
+    retained = min(max(CPU.retained_ratio * est.activations, est.logits), CPU.retained_cap_gib * GIB)
+    assert est.overhead == pytest.approx(CPU.runtime_gib * GIB + retained + 100 * TOKENIZER_BYTES_PER_TOKEN)
     assert est.total == pytest.approx(est.allocated + est.overhead)
 
 
