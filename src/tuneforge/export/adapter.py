@@ -116,7 +116,6 @@ def export_adapter(run: str, out: str, *, dtype: str = "f32", overwrite: bool = 
                    trust_remote_code: bool = False) -> Path:
     """Write ``out/<name>-lora-<dtype>.gguf`` (+ Modelfile with ADAPTER, README.md), read back before it is kept."""
     from .run import base_config, file_stem
-    from .vocab import build_vocab
     from .writer import write_gguf
 
     target = Path(out)

@@ -21,7 +21,7 @@ from . import FINAL_STATUSES, STATUSES
 from . import dataadapter, uploads
 from .deploy import Deployments, has_model
 from .exports import Exports
-from .errors import BadRequest, Conflict, NotFound, TooLarge
+from .errors import BadRequest, Conflict, NotFound
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
 from .paths import PathPolicy, PathRefused
