@@ -14,6 +14,7 @@ from markupsafe import Markup
 from ..service.deploy import has_model
 from ..training.trackers.manager import read_trackers_file
 from . import fields
+from .evaluations import list_evaluations, read_evaluation
 from .outputs import list_outputs, resolve_output
 from .strategy_charts import charts_for
 
@@ -261,6 +262,20 @@ def task_page(request: Request, task_id: str) -> Response:
                   deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])),
                   trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {},
                   strategy_charts=charts_for(task.get("config") or {}))
+
+
+@router.get("/tasks/{task_id}/evaluations")
+def evaluations_page(request: Request, task_id: str, name: str = "") -> Response:
+    """The task's `tuneforge eval` results: metrics, judge summary, and every row's answers side by side."""
+    service = service_of(request)
+    task = call(service.get_task, int_id(task_id))
+    found = list_evaluations(task.get("run_dir"))
+    chosen = name or (found[0]["name"] if found else "")
+    shown = read_evaluation(task["run_dir"], chosen) if chosen and task.get("run_dir") else None
+    if chosen and shown is None:
+        raise PageError(404, f"task {task['id']} has no evaluation named {chosen!r}.")
+    return render(request, "evaluations.html", "tasks", f"Evaluations of {task.get('name') or task['id']}",
+                  task=task, evaluations=found, shown=shown)
 
 
 @router.get("/tasks/{task_id}/chat")

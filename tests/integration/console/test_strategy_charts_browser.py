@@ -91,3 +91,41 @@ def test_generated_answers_beside_references_and_their_scores(live_service, page
     text = page.locator("#generations").inner_text()
     assert "枸杞怎么保存?" in text and "密封冷藏。" in text and "<b>not html</b>" in text and "Step 4" in text
     shot(page, "generated-answers")
+
+
+def test_evaluation_page_shows_rows_side_by_side_and_filters_to_losses(live_service, page_factory, shot):
+    """`tuneforge eval` results of a task (issue 30, item 5): metrics with units, the judge's summary, each row's
+    prompt, reference, tuned and base answers with the verdicts, and the filter to the rows the tuned model lost."""
+    run = live_service.service.settings.runs_dir / "evaluated-run"
+    (run / "eval" / "sft_val").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    (run / "tuneforge_config.yaml").write_text("training_strategy: sft\nmodel: builtin:toy\n")
+    results = {"tuneforge_eval": 1, "created": "2026-12-02T01:00:00", "data": {"path": "/data/sft_val.jsonl",
+               "name": "sft_val", "format": "sft"}, "metrics": {"tuned": {"eval_loss": 1.25, "bleu": 12.0},
+               "base": {"eval_loss": 1.5, "bleu": 8.0}}, "delta": {"eval_loss": -0.25, "bleu": 4.0},
+               "judge": {"pairwise": {"win": 0.5, "tie": 0.0, "loss": 0.5}}}
+    (run / "eval" / "sft_val" / "eval_results.json").write_text(json.dumps(results))
+    rows = [{"source": "sft_val.jsonl:1", "prompt": "枸杞怎么保存?", "reference": "密封冷藏。", "prediction": "tuned wins here",
+             "base_prediction": "base one", "scores": {"bleu": 20.0, "rouge_l": 0.5}, "base_scores": {"bleu": 1.0, "rouge_l": 0.1},
+             "judge": {"pairwise": {"first": "tuned", "second": "base", "outcome": "win", "consistent": True}}},
+            {"source": "sft_val.jsonl:2", "prompt": "Delivery?", "reference": "Two days.", "prediction": "<i>tuned loses</i>",
+             "base_prediction": "base wins here", "scores": {"bleu": 0.0, "rouge_l": 0.0}, "base_scores": {"bleu": 5.0, "rouge_l": 0.3},
+             "judge": {"pairwise": {"first": "tuned", "second": "base", "outcome": "loss", "consistent": True}}}]
+    (run / "eval" / "sft_val" / "predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                             encoding="utf-8")
+    task = live_service.service.import_run(run, name="evaluated")
+    page, errors = page_factory()
+    errors.allowed_urls.add("/evaluations?name=..%2Fx")  # the last check asks for a name outside the run: a 404
+    page.goto(f"{live_service.url}/tasks/{task['id']}")
+    page.click("text=Evaluations…")
+    page.wait_for_url(f"**/tasks/{task['id']}/evaluations")
+    table = page.locator("#eval-metrics").inner_text()
+    assert "eval_loss" in table and "nats/token" in table and "-0.2500" in table and "+4.0000" in table
+    assert page.locator("#judge-summary").is_visible()
+    assert page.locator(".eval-row").count() == 2 and "枸杞怎么保存?" in page.locator("#eval-rows").inner_text()
+    assert "<i>tuned loses</i>" in page.locator("#eval-rows").inner_text()  # shown as text, never as HTML
+    page.check("#only-losses")
+    visible = [t for t in page.locator(".eval-row:visible").all_inner_texts()]
+    assert len(visible) == 1 and "base wins here" in visible[0]
+    shot(page, "evaluations")
+    assert page.goto(f"{live_service.url}/tasks/{task['id']}/evaluations?name=..%2Fx").status == 404
