@@ -275,7 +275,7 @@ def evaluations_page(request: Request, task_id: str, name: str = "") -> Response
     if chosen and shown is None:
         raise PageError(404, f"task {task['id']} has no evaluation named {chosen!r}.")
     return render(request, "evaluations.html", "tasks", f"Evaluations of {task.get('name') or task['id']}",
-                  task=task, evaluations=found, shown=shown)
+                  task=task, evaluations=found, shown=shown, datasets=call(service.list_datasets))
 
 
 @router.get("/tasks/{task_id}/chat")

@@ -215,6 +215,14 @@ def _deployment_routes(app: FastAPI, service: TaskService) -> None:
     def export_status(task_id: RowId) -> dict:
         return service.export_status(task_id)
 
+    @app.post("/api/tasks/{task_id}/evaluations", status_code=202)
+    def evaluate(task_id: RowId, payload: Any = Body(...)) -> dict:
+        return service.evaluate(task_id, payload)
+
+    @app.get("/api/tasks/{task_id}/evaluations")
+    def evaluation_status(task_id: RowId) -> dict:
+        return service.evaluation_status(task_id)
+
     @app.get("/api/tasks/{task_id}/deployment")
     def deployment(task_id: RowId) -> dict:
         return service.deployments.get(task_id)

@@ -20,6 +20,7 @@ from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter, uploads
 from .deploy import Deployments, has_model
+from .evaluations import Evaluations
 from .exports import Exports
 from .errors import BadRequest, Conflict, NotFound
 from .estimate import memory_estimate
@@ -97,6 +98,7 @@ class TaskService:
         self.worker = Worker(self)
         self.deployments = Deployments(self)
         self.exports = Exports()
+        self.evaluations = Evaluations()
 
     def start(self) -> "TaskService":
         self.worker.recover()
@@ -285,6 +287,31 @@ class TaskService:
 
     def export_status(self, task_id: int) -> dict[str, Any]:
         return self.exports.status(self.get_task(task_id))
+
+    def evaluate(self, task_id: int, body: Any) -> dict[str, Any]:
+        """Start ``tuneforge eval`` of a succeeded task on an uploaded data set (``dataset``: its id) or a file the
+        path policy allows (``data``), with ``compare_base``; results land in the run directory's ``eval/``."""
+        if not isinstance(body, dict):
+            raise BadRequest('body: expected {"dataset": ID} or {"data": "FILE"}, and optionally "compare_base".', "body")
+        task = self.get_task(task_id)
+        if body.get("dataset") is not None:
+            if isinstance(body["dataset"], bool) or not isinstance(body["dataset"], int):
+                raise BadRequest("dataset: expected a data set id (a whole number).", "dataset")
+            path = self.get_dataset(body["dataset"])["path"]
+        elif isinstance(body.get("data"), str) and body["data"]:
+            try:
+                path = self.policy.resolve({"validation_data": body["data"]})["validation_data"]
+            except PathRefused as exc:
+                raise BadRequest(str(exc).replace("validation_data", "data"), "data") from None
+        else:
+            raise BadRequest('dataset: give "dataset" (an uploaded data set\'s id) or "data" (a file).', "dataset")
+        compare = body.get("compare_base", False)
+        if not isinstance(compare, bool):
+            raise BadRequest("compare_base: expected true or false.", "compare_base")
+        return self.evaluations.start(task, path, compare, has_model(Path(task["run_dir"])))
+
+    def evaluation_status(self, task_id: int) -> dict[str, Any]:
+        return self.evaluations.status(self.get_task(task_id))
 
     def clone(self, task_id: int, name: str | None = None) -> dict[str, Any]:
         row = self._task_row(task_id)

@@ -179,3 +179,24 @@ def test_the_form_checks_settings_against_this_machine(live_service, page_factor
         assert re.search(r"estimated at \d+\.\d GiB .* host RAM has \d+\.\d GiB", text) and "memory_check: false" in text
         assert "Settings are valid" not in page.locator("#validity").inner_text()
         shot(page, "form-memory-check")
+
+
+def test_evaluate_a_finished_task_from_its_evaluation_page(live_service, page_factory, shot, tmp_path):
+    """issue 30, item 5: "Evaluate" on the evaluation page runs `tuneforge eval` of the task on an uploaded data set
+    (tuned and base), and the page then shows the new results row by row."""
+    service = live_service.service
+    train = _dataset(service, tmp_path, "eval_train.jsonl", [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(8)])
+    val = _dataset(service, tmp_path, "eval_val.jsonl", [{"instruction": f"question {i}", "output": f"answer {i}"} for i in range(3)])
+    task = service.submit({"model": "builtin:toy", "train_data": train["path"], "lora_dim": 4, "max_steps": 2,
+                           "per_device_train_batch_size": 2, "seq_length": 32, "eval_steps": 0})
+    assert live_service.wait_final(task["id"], 180)["status"] == "succeeded"
+    page, _ = page_factory()
+    page.goto(f"{live_service.url}/tasks/{task['id']}/evaluations")
+    assert "No evaluations yet" in page.locator("main").inner_text()
+    page.select_option("#eval-dataset", value=str(val["id"]))
+    page.click("#eval-start")
+    page.locator("#eval-metrics").wait_for(timeout=240_000)
+    table = page.locator("#eval-metrics").inner_text()
+    assert "eval_loss" in table and "tuned − base" in table
+    assert page.locator(".eval-row").count() == 3 and "question 1" in page.locator("#eval-rows").inner_text()
+    shot(page, "evaluate-from-console")
