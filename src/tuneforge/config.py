@@ -338,13 +338,13 @@ PATH_KEYS = frozenset({"model", "adapter_name_or_path", "train_data", "validatio
                        "resume_from_checkpoint", "deepspeed", "data_cache_dir"})
 
 
-def _check_text(key: str, value: Any) -> None:
-    """Strings (also inside lists and train_data mappings) that no file name or C library can take."""
+def check_text(key: str, value: Any) -> None:
+    """Strings (also inside lists and train_data mappings) that no file name or C library can take: ConfigError."""
     if isinstance(value, list):
         for item in value:
-            _check_text(key, item)
+            check_text(key, item)
     elif isinstance(value, dict):
-        _check_text(key, value.get("path"))
+        check_text(key, value.get("path"))
     elif isinstance(value, str):
         problem = path_text_problem(value) if key in PATH_KEYS else text_problem(value)
         if problem:
@@ -352,7 +352,7 @@ def _check_text(key: str, value: Any) -> None:
 
 
 def _check_range(key: str, value: Any, meta: dict) -> None:
-    _check_text(key, value)
+    check_text(key, value)
     if value is None or isinstance(value, (bool, str, list, dict)):
         return
     if isinstance(value, float) and not math.isfinite(value):

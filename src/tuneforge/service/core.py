@@ -16,6 +16,7 @@ from ..config import FIELDS, from_dict, value_errors
 from ..errors import ConfigError, DataError, TuneforgeError
 from ..evaluation.during_training import GENERATIONS_FILE
 from ..machine_check import check_machine
+from ..preflight import data_paths
 from ..pathtext import path_text_problem
 from . import FINAL_STATUSES, STATUSES
 from . import dataadapter, uploads
@@ -50,15 +51,8 @@ def config_error_key(message: str) -> str | None:
 
 
 def _data_paths(config: dict[str, Any]) -> list[str]:
-    """Every data file a task config names (train_data may be a list of paths or {path, ...} mappings)."""
-    found: list[str] = []
-    for key in ("train_data", "validation_data"):
-        value = config.get(key)
-        for item in value if isinstance(value, list) else [value]:
-            path = item.get("path") if isinstance(item, dict) else item
-            if isinstance(path, str) and path:
-                found.append(path)
-    return found
+    """Every data file a task config names (preflight's reading of train_data, plus validation_data)."""
+    return [p for p in [*data_paths(config.get("train_data")), config.get("validation_data")] if isinstance(p, str) and p]
 
 
 def _attempt_seconds(row: dict) -> float:

@@ -9,18 +9,17 @@ symlinks and ``..`` — under ``datasets/``, an ``--allow-dir``, or (for models 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from ..config import PATH_KEYS
+from ..config import check_text
+from ..errors import ConfigError
+from ..machine_check import HUB_ID
 from ..models import catalog
-from ..pathtext import path_text_problem, text_problem
 from .settings import Settings
 
 DATA_KEYS = ("train_data", "validation_data")
 MODEL_KEYS = ("model", "adapter_name_or_path")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SHIPPED_DEEPSPEED = {"zero2", "zero3"}
 
 
@@ -30,21 +29,6 @@ class PathRefused(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(message)
         self.key = key
-
-
-def _check_text(key: str, value: Any) -> None:
-    """No filesystem call may see a NUL byte or an over-long name (they raise instead of answering)."""
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_text(f"{key}[{i}]", item)
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            _check_text(f"{key}.{name}", item)
-    elif isinstance(value, str):
-        problem = path_text_problem(value) if key.split("[")[0].split(".")[0] in PATH_KEYS else text_problem(value)
-        if problem:
-            shown = value if len(value) <= 80 else value[:40] + "..." + value[-20:]
-            raise PathRefused(key.split("[")[0].split(".")[0], f"{key}={shown!r}: {problem}.")
 
 
 def _under(path: Path, roots: list[Path]) -> bool:
@@ -109,8 +93,11 @@ class PathPolicy:
 
     def resolve(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The config with its path keys made absolute; raises PathRefused for a path the request may not use."""
-        for key, value in raw.items():
-            _check_text(str(key), value)
+        for key, value in raw.items():  # no filesystem call below may see a NUL byte or an over-long name
+            try:
+                check_text(str(key), value)
+            except ConfigError as exc:
+                raise PathRefused(str(key), str(exc)) from None
         out = dict(raw)
         for key in DATA_KEYS:
             if out.get(key):
