@@ -14,21 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from ..config import FIELDS
 from ..errors import ConfigError
-from ..outputs import CONFIG_FILE
 
 
 def grpo_run_settings(model: str | None, adapter: str | None) -> dict[str, Any] | None:
-    """The run's config keys when ``model`` is a GRPO run directory (no separate adapter), else None."""
-    if not model or adapter or not (Path(model) / CONFIG_FILE).is_file():
-        return None
-    saved = yaml.safe_load((Path(model) / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-    if not isinstance(saved, dict) or saved.get("training_strategy") != "grpo":
-        return None
-    return {k: v for k, v in saved.items() if k in FIELDS}
+    """The run's config keys when ``model`` is a grpo run directory (no separate adapter), else None."""
+    from .loading import saved_run_settings
+
+    return saved_run_settings(model, adapter, "grpo")
 
 
 def evaluate_grpo_run(opts: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+import yaml
 from torch import nn
 
 from ..config import FIELDS, TrainConfig, from_dict
@@ -29,6 +30,20 @@ _LAUNCH_KEYS = {"deepspeed": None, "fsdp": None, "resume_from_checkpoint": None,
                 "validation_split": 0.0, "overwrite_output_dir": False, "report_to": "none",
                 "on_bad_rows": "error", "effective_batch_size": None, "gradient_accumulation_steps": 1,
                 "metric_for_best_model": "eval_loss", "early_stopping_patience": 0, "eval_generation_steps": 0}
+
+
+def saved_run_settings(model: str | None, adapter: str | None, strategy: str) -> dict[str, Any] | None:
+    """The run's config keys when ``model`` is a run directory of ``strategy`` (no separate adapter), else None.
+    A saved config that is not a mapping is not a run of any strategy."""
+    if not model or adapter or not (Path(model) / CONFIG_FILE).is_file():
+        return None
+    try:
+        saved = yaml.safe_load((Path(model) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    if not isinstance(saved, dict) or saved.get("training_strategy") != strategy:
+        return None
+    return {k: v for k, v in saved.items() if k in FIELDS}
 
 
 def is_run_dir(path: str) -> bool:

@@ -14,20 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from ..config import FIELDS
-from ..outputs import CONFIG_FILE
 
 
 def reward_run_settings(model: str | None, adapter: str | None) -> dict[str, Any] | None:
-    """The run's config keys when ``model`` is a reward-model run directory (no separate adapter), else None."""
-    if not model or adapter or not (Path(model) / CONFIG_FILE).is_file():
-        return None
-    saved = yaml.safe_load((Path(model) / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-    if saved.get("training_strategy") != "reward":
-        return None
-    return {k: v for k, v in saved.items() if k in FIELDS}
+    """The run's config keys when ``model`` is a reward run directory (no separate adapter), else None."""
+    from .loading import saved_run_settings
+
+    return saved_run_settings(model, adapter, "reward")
 
 
 @torch.no_grad()
