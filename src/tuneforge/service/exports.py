@@ -9,15 +9,13 @@ last line of the log says why it failed. A restart of the console loses nothing 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest, Conflict
+from .children import TaskCommands
 from .runfiles import log_error_line
-from .store import utc_now
 
 EXPORT_LOG = "export.log"
 REPORT_FILE = "export_report.json"  # written by the export into its output directory once verified
@@ -32,8 +30,7 @@ class Exports:
     """The GGUF exports of a service's tasks (one at a time per task)."""
 
     def __init__(self) -> None:
-        self._children: dict[int, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self.commands = TaskCommands("an export")
 
     def start(self, task: dict, dtype: Any, has_model: bool) -> dict[str, Any]:
         if dtype not in DTYPES:
@@ -42,23 +39,13 @@ class Exports:
             raise Conflict(f"task {task['id']} is {task['status']}: only a succeeded task with a trained model can be "
                            "exported.")
         run_dir = Path(task["run_dir"])
-        with self._lock:
-            if self._running(task["id"]):
-                raise Conflict(f"task {task['id']}: an export is already running; wait for it (GET .../export).")
-            out = export_dir(run_dir, dtype)
-            if (out / REPORT_FILE).is_file():
-                raise Conflict(f"task {task['id']}: already exported as {dtype} in {out}.")
-            with open(run_dir / EXPORT_LOG, "ab") as log:  # the child keeps its own descriptor
-                log.write(f"=== tuneforge export of task {task['id']} as {dtype} at {utc_now()} ===\n".encode())
-                self._children[task["id"]] = subprocess.Popen(
-                    [sys.executable, "-m", "tuneforge.cli", "export", str(run_dir), "--format", "gguf",
-                     "--out", str(out), "--dtype", dtype],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        out = export_dir(run_dir, dtype)
+        if (out / REPORT_FILE).is_file():
+            raise Conflict(f"task {task['id']}: already exported as {dtype} in {out}.")
+        self.commands.start(task["id"], [sys.executable, "-m", "tuneforge.cli", "export", str(run_dir), "--format",
+                                         "gguf", "--out", str(out), "--dtype", dtype],
+                            run_dir / EXPORT_LOG, f"tuneforge export of task {task['id']} as {dtype}")
         return self.status(task)
-
-    def _running(self, task_id: int) -> bool:
-        child = self._children.get(task_id)
-        return child is not None and child.poll() is None
 
     def status(self, task: dict) -> dict[str, Any]:
         """Every export of the task: dtype, state (running / done / failed), files and the verification."""
@@ -73,14 +60,9 @@ class Exports:
                     report = None
                 done.append({"dtype": dtype, "dir": out.name, "files": sorted(p.name for p in out.iterdir()),
                              "report": report})
-        child = self._children.get(task["id"])
-        state = "running" if self._running(task["id"]) else (
-            "failed" if child is not None and child.returncode not in (0, None) else ("done" if done else "none"))
+        state = self.commands.state(task["id"])
+        if state == "none" and done:
+            state = "done"  # exported before this service started
         error = log_error_line(run_dir / EXPORT_LOG) if state == "failed" else None
         return {"task_id": task["id"], "state": state, "exports": done, "error": error,
                 "log": str(run_dir / EXPORT_LOG)}
-
-    def close(self) -> None:
-        """Exports are short, self-contained commands: they finish on their own after the service stops."""
-        with self._lock:
-            self._children.clear()
