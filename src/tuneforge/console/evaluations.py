@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.judge import render_judge
 from ..evaluation.results import PREDICTIONS_FILE, RESULTS_FILE, metric_unit
 
 EVAL_DIR = "eval"
@@ -72,4 +73,14 @@ def read_evaluation(run_dir: str, name: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         pass
     return {"name": name, "results": results, "columns": columns, "table": table, "rows": rows,
-            "judge": results.get("judge")}
+            "judge": _judge_text(results.get("judge"))}
+
+
+def _judge_text(section: Any) -> str | None:
+    """The judge's summary in the words `tuneforge eval` prints (scores and win/tie/loss with their intervals)."""
+    if not section:
+        return None
+    try:
+        return render_judge(section)
+    except (KeyError, TypeError, ValueError):  # a results file from another version: show it as it is
+        return json.dumps(section, indent=1, ensure_ascii=False)

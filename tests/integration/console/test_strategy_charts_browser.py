@@ -103,7 +103,13 @@ def test_evaluation_page_shows_rows_side_by_side_and_filters_to_losses(live_serv
     results = {"tuneforge_eval": 1, "created": "2026-12-02T01:00:00", "data": {"path": "/data/sft_val.jsonl",
                "name": "sft_val", "format": "sft"}, "metrics": {"tuned": {"eval_loss": 1.25, "bleu": 12.0},
                "base": {"eval_loss": 1.5, "bleu": 8.0}}, "delta": {"eval_loss": -0.25, "bleu": 4.0},
-               "judge": {"pairwise": {"win": 0.5, "tie": 0.0, "loss": 0.5}}}
+               "judge": {"model": "judge-m", "endpoint": "http://127.0.0.1:9/v1",
+                         "requests": {"sent": 4, "cached": 0, "retries": 0},
+                         "pairwise": {"first": "tuned", "second": "base", "pairs": 2, "judged": 2,
+                                      "counts": {"win": 1, "tie": 0, "loss": 1},
+                                      "rates": {"win": 0.5, "tie": 0.0, "loss": 0.5},
+                                      "ci95": {"win": [0.0, 1.0], "tie": [0.0, 0.0], "loss": [0.0, 1.0]},
+                                      "inconsistent_to_tie": 0, "unparseable": 0, "failed": 0}}}
     (run / "eval" / "sft_val" / "eval_results.json").write_text(json.dumps(results))
     rows = [{"source": "sft_val.jsonl:1", "prompt": "枸杞怎么保存?", "reference": "密封冷藏。", "prediction": "tuned wins here",
              "base_prediction": "base one", "scores": {"bleu": 20.0, "rouge_l": 0.5}, "base_scores": {"bleu": 1.0, "rouge_l": 0.1},
@@ -121,7 +127,8 @@ def test_evaluation_page_shows_rows_side_by_side_and_filters_to_losses(live_serv
     page.wait_for_url(f"**/tasks/{task['id']}/evaluations")
     table = page.locator("#eval-metrics").inner_text()
     assert "eval_loss" in table and "nats/token" in table and "-0.2500" in table and "+4.0000" in table
-    assert page.locator("#judge-summary").is_visible()
+    summary = page.locator("#judge-summary").inner_text()  # the words `tuneforge eval` prints
+    assert "judge: judge-m at http://127.0.0.1:9/v1 (4 requests sent" in summary and "{" not in summary
     assert page.locator(".eval-row").count() == 2 and "枸杞怎么保存?" in page.locator("#eval-rows").inner_text()
     assert "<i>tuned loses</i>" in page.locator("#eval-rows").inner_text()  # shown as text, never as HTML
     page.check("#only-losses")
