@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Smoke test of the sharding engines on ONE lent GPU (about 3-4 minutes): DDP, FSDP full_shard and
+# Smoke test of the parallelisms on ONE lent GPU (about 3-4 minutes): DDP, FSDP full_shard and
 # DeepSpeed ZeRO-2/3, each launched through torchrun with 1 process (accelerate enables FSDP/DeepSpeed
 # only in a distributed launch), SFT LoRA and full, DPO LoRA. Each run trains 6 steps of the built-in
 # toy model, saves, and its output is reloaded; the per-step losses are compared with the DDP run of the
@@ -89,7 +89,7 @@ def reload_ok(name):
     except Exception as exc:  # noqa: BLE001 - reported in the table
         return f"no ({exc.__class__.__name__}: {str(exc)[:60]})"
 
-lines = ["| run | engine (as the run reports it) | exit | wall s | final loss | final eval_loss | max abs loss diff vs DDP | reload |",
+lines = ["| run | parallelism (as the run reports it) | exit | wall s | final loss | final eval_loss | max abs loss diff vs DDP | reload |",
          "|---|---|---|---|---|---|---|---|"]
 for name, rc, wall in rows:
     rec = records(name)
@@ -98,8 +98,8 @@ for name, rc, wall in rows:
     base = name.rsplit("-", 1)[0] + "-ddp"
     ref = [r["loss"] for r in records(base) if "loss" in r]
     diff = max((abs(a - b) for a, b in zip(losses, ref)), default=float("nan")) if name != base and ref else ""
-    engine = next((r.get("engine", "?") for r in rec if r.get("event") == "start"), "-")
-    lines.append(f"| {name} | {engine} | {rc} | {float(wall):.0f} | {losses[-1] if losses else '-':.4} | "
+    parallelism = next((r.get("engine", "?") for r in rec if r.get("event") == "start"), "-")
+    lines.append(f"| {name} | {parallelism} | {rc} | {float(wall):.0f} | {losses[-1] if losses else '-':.4} | "
                  f"{evals[-1] if evals else '-':.4} | {diff if diff == '' else f'{diff:.2e}'} | "
                  f"{reload_ok(name) if rc == '0' else '-'} |")
 text = "\n".join(lines)

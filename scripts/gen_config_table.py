@@ -13,11 +13,14 @@ BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
 
 
 def table() -> str:
-    from tuneforge.config import help_lines
+    """One table, a bold row heading each config group (the groups of tuneforge.config, in their order)."""
+    from tuneforge.config import help_groups
 
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for key, type_name, default, help_text in help_lines():
-        rows.append(f"| `{key}` | {type_name.replace('|', '/')} | `{default}` | {help_text.replace('|', '/')} |")
+    for group, lines in help_groups():
+        rows.append(f"| **{group.name} group** | | | {group.title.replace('|', '/')} |")
+        for key, type_name, default, help_text in lines:
+            rows.append(f"| `{key}` | {type_name.replace('|', '/')} | `{default}` | {help_text.replace('|', '/')} |")
     return "\n".join(rows)
 
 

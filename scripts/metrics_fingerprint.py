@@ -62,8 +62,9 @@ def train_in_process(config: Path, overrides: list[str], out: Path) -> None:
         raise SystemExit(f"python API run failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
 
-def fingerprint(run_dir: Path, target: Path) -> None:
-    lines = [json.dumps(stable(json.loads(line)), ensure_ascii=False)
+def fingerprint(run_dir: Path, target: Path, scratch: str) -> None:
+    # The scratch folder's random name appears in paths (a resumed run names its checkpoint): spelled alike.
+    lines = [json.dumps(stable(json.loads(line)), ensure_ascii=False).replace(scratch, "<scratch>")
              for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -94,7 +95,7 @@ def main() -> int:
                 if name == "dpo_lora":  # on top of this script's SFT adapter, as the example chains them
                     overrides = [*overrides, f"adapter_name_or_path={Path(scratch) / 'sft_lora'}"]
                 train(CONFIGS / config, overrides, run_dir)
-            fingerprint(run_dir, args.out / f"{name}.jsonl")
+            fingerprint(run_dir, args.out / f"{name}.jsonl", scratch)
             print(f"{name}: {sum(1 for _ in open(args.out / f'{name}.jsonl'))} records", flush=True)
     return 0
 

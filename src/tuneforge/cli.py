@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import textwrap
+from typing import Callable
 
 from .errors import TuneforgeError
 
@@ -23,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.tools.generate",
     "tuneforge.tools.cache",
     "tuneforge.tools.export",
+    "tuneforge.apps.cli",
     "tuneforge.service.cli",
     "tuneforge.serving.cli",
     "tuneforge.evaluation.cli",
@@ -31,70 +33,22 @@ COMMAND_MODULES: list[str] = [
 
 
 def _train_epilog() -> str:
-    from .config import help_lines
+    from .config import help_groups
 
-    lines = ["config keys (YAML/JSON file or key=value overrides; default in brackets):", ""]
-    for key, type_name, default, help_text in help_lines():
-        lines.append(f"  {key} ({type_name}) [{default}]")
-        lines.extend(textwrap.wrap(help_text, width=92, initial_indent="      ", subsequent_indent="      "))
+    lines = ["config keys (YAML/JSON file or key=value overrides; default in brackets):"]
+    for group, rows in help_groups():
+        lines += ["", f"{group.name}: {group.title}"]
+        for key, type_name, default, help_text in rows:
+            lines.append(f"  {key} ({type_name}) [{default}]")
+            lines.extend(textwrap.wrap(help_text, width=92, initial_indent="      ", subsequent_indent="      "))
     return "\n".join(lines)
 
 
-def _leave_process_group() -> None:
-    """In a launched process: wait until every process is done (rank 0 may still be writing the output), then
-    tear the group down. Exiting with it still up once aborted a DeepSpeed process ('terminate called without
-    an active exception') after a finished run."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .errors import ConfigError
-    from .training.run import run_training
+    from .train_command import train_command  # the one training command (also tuneforge.train and service tasks)
 
-    cfg = load_config(args.config, args.overrides)
-    if args.nproc < 0:
-        raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process.")
-    if getattr(args, "own_process", False) and not cfg.quantized \
-            and "bitsandbytes" not in sys.modules:
-        # peft imports bitsandbytes whenever it is installed, and that import pulls in torch's compiler
-        # stack (seconds of start-up); a run that quantizes nothing never needs it. Only when this
-        # process is the command itself: in-process callers (tests, notebooks) may need it later.
-        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
-    from .training.parallel import needs_distributed_launch
-
-    self_launch = needs_distributed_launch(cfg)  # accelerate needs one: be that launcher
-    if self_launch and not args.nproc:
-        print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1", flush=True)
-    nproc = args.nproc or 1
-    if nproc > 1 or self_launch:
-        from .training.launch import launch_processes
-
-        flags = ["--no-progress"] if args.no_progress else []
-        return launch_processes(args.config, list(args.overrides) + flags, nproc)
-    from .evaluation.during_training import generation_hook  # eval_generation_steps (the engine never imports it)
-
-    summary = run_training(cfg, progress=not args.no_progress, step_hooks=[generation_hook])
-    _leave_process_group()
-    if summary.run_evals and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
-        print(_eval_summary(summary.run_evals))
-    if cfg.eval_after_training and os.environ.get("RANK", "0") == "0":  # the run is saved: rank 0 evaluates it
-        from .evaluation.after_training import evaluate_after_training
-
-        summary.model = None  # the saved run is reloaded for inference: free the training copy first
-        evaluate_after_training(cfg)
-    return 0
-
-
-def _eval_summary(evals: list[dict]) -> str:
-    """First and last evaluation of the whole run (a resumed run included), each with its step."""
-    first, last = evals[0], evals[-1]
-    start = "at start" if first.get("step") == 0 else f"at step {first.get('step')}"
-    return f"eval_loss: {first['eval_loss']:.4f} {start} -> {last['eval_loss']:.4f} at the end (step {last.get('step')})"
+    return train_command(args.config, args.overrides, nproc=args.nproc, progress=not args.no_progress,
+                         own_process=getattr(args, "own_process", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,11 +95,17 @@ def quiet_libraries() -> None:
 
 def entry() -> None:
     """The console script: this process runs one command and exits (signals: one line, exit 130 / 143)."""
+    sys.exit(run_in_process(lambda: main(own_process=True)))
+
+
+def run_in_process(command: Callable[[], int]) -> int:
+    """Run ``command`` as this process's one command (the console script, a service task): its signal
+    handlers first, then its exit code; signals after it are ignored, so the code returned is the one kept."""
     from .training import interrupts
 
     interrupts.install_process_handlers()
     try:
-        code = main(own_process=True)
+        code = command()
     except (KeyboardInterrupt, interrupts.Terminated) as exc:  # raised while training (several processes)
         code = _report_interrupt(exc)
     except BrokenPipeError:
@@ -154,7 +114,7 @@ def entry() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     interrupts.ignore_signals()
-    sys.exit(code)
+    return code
 
 
 def _report_interrupt(exc: BaseException) -> int:
@@ -190,11 +150,17 @@ def main(argv: list[str] | None = None, own_process: bool = False) -> int:
     if getattr(args, "config", None) and "=" in args.config and not os.path.exists(args.config):
         args.overrides = [args.config] + list(args.overrides)
         args.config = None
+    return run_reported(lambda: args.func(args))
+
+
+def run_reported(command: Callable[[], int | None]) -> int:
+    """``command``'s exit code; a user error ends as one line on stderr and its exit code, an interrupt as its
+    signal's code (in a launched process the launcher reports them instead)."""
     from .training import interrupts
     from .training.launch import report_error
 
     try:
-        return int(args.func(args) or 0)
+        return int(command() or 0)
     except interrupts.RunInterrupted as err:
         return err.exit_code if report_error(err, err.exit_code) else interrupts.report(err)
     except TuneforgeError as err:

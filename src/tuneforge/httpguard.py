@@ -64,6 +64,17 @@ def host_name(value: str) -> str | None:
     return name or None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on ``host`` is reachable from this machine only (one rule for every server
+    tuneforge starts: any other address needs a token or an API key)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def allowed_hosts(listen_host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str] | None:
     """The ``Host`` names a server listening on ``listen_host`` answers; None = any (a wildcard bind)."""
     extra_names = {n for n in (host_name(h) for h in extra) if n}

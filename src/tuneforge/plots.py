@@ -5,27 +5,12 @@ headless machines and inside other programs' processes.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
-CURVES_FILE = "training_curves.png"
+from .rundir import CURVES_FILE, read_metrics
+
 MEMORY_KEYS = ("host_rss_gib", "gpu_allocated_gib", "gpu_reserved_gib", "gpu_peak_allocated_gib")
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """Records of a metrics.jsonl; a torn last line (a run killed mid-write) is ignored."""
-    records = []
-    if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _series(records: Iterable[dict], key: str, *, training_only: bool = False) -> tuple[list[float], list[float]]:

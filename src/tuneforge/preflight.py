@@ -33,7 +33,7 @@ def data_paths(train_data: Any) -> list[str]:
 
 
 def check(cfg: TrainConfig) -> TrainConfig:
-    """Refuse a config whose files, packages or engine settings cannot work here; returns ``cfg``."""
+    """Refuse a config whose files, packages or parallelism settings cannot work here; returns ``cfg``."""
     check_files(cfg)
     if cfg.fsdp or cfg.deepspeed:
         check_sharding(cfg)
@@ -85,7 +85,7 @@ def zero_stage(ds_config: dict[str, Any]) -> int:
 def check_sharding(cfg: TrainConfig) -> None:
     """Refuse combinations that cannot work, with the fix, before any weights load."""
     if cfg.fsdp and cfg.deepspeed:
-        raise ConfigError(f"fsdp={cfg.fsdp!r} and deepspeed={cfg.deepspeed!r}: choose one sharding engine.")
+        raise ConfigError(f"fsdp={cfg.fsdp!r} and deepspeed={cfg.deepspeed!r}: choose one way of sharding.")
     copy_reference = cfg.training_strategy == "dpo" and cfg.is_full and cfg.dpo_reference == "copy"
     if copy_reference and cfg.fsdp:
         raise ConfigError(f"dpo_reference='copy' with fsdp={cfg.fsdp!r}: a copy of the model outside FSDP would hold "
@@ -95,7 +95,7 @@ def check_sharding(cfg: TrainConfig) -> None:
     stage = zero_stage(load_deepspeed_config(cfg.deepspeed))
     if copy_reference and stage == 3:
         raise ConfigError(f"dpo_reference='copy' with deepspeed={cfg.deepspeed!r} (ZeRO stage 3): the copy's weights "
-                          "would be partitioned with no engine to gather them. Use dpo_reference: precompute "
+                          "would be partitioned with nothing to gather them. Use dpo_reference: precompute "
                           "(the default).")
     if stage == 3 and cfg.quantized:
         raise ConfigError(

@@ -150,7 +150,7 @@ def test_resume_in_two_processes(tmp_path, data, monkeypatch):
     _assert_same_adapter(one, two)
 
 
-# -- DeepSpeed ZeRO-2/3: DeepSpeed's CPU accelerator runs on gloo, so the engine itself is exercised here --------
+# -- DeepSpeed ZeRO-2/3: DeepSpeed's CPU accelerator runs on gloo, so DeepSpeed itself is exercised here -------
 # deepspeed is a test dependency on Linux (pyproject's [test] extra); elsewhere these tests are skipped.
 needs_deepspeed = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                      reason="deepspeed is installed with the test extra on Linux only")
@@ -206,7 +206,7 @@ def test_deepspeed_two_processes_match_one_process(tmp_path, write_jsonl, monkey
     """ZeRO-2/3 in 2 processes train exactly like 1 process with twice the accumulation (same per-step loss,
     grad norm, eval loss and saved weights): the loop's per-step normalisation is not divided again by
     DeepSpeed, and its sharded parameters are gathered where tuneforge reads them (LM head, saving, the
-    precomputed DPO reference, which under ZeRO-3 runs through the engine in step on both processes)."""
+    precomputed DPO reference, which under ZeRO-3 runs through DeepSpeed in step on both processes)."""
     _check_deepspeed_run(tmp_path, write_jsonl, monkeypatch, strategy, method, stage, toy_model_dir)
 
 

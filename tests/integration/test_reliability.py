@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from tuneforge.cli import main
 from tuneforge.training import checkpoint as ck
-from tuneforge.training import faults, rundir
+from tuneforge import rundir
+from tuneforge.training import faults
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import Headers
 
-from tuneforge.httpguard import allowed_hosts, cross_site_problem, host_name
+from tuneforge.httpguard import allowed_hosts, cross_site_problem, host_name, is_loopback
 
 
 @pytest.mark.parametrize("value,name", [("127.0.0.1:8750", "127.0.0.1"), ("LocalHost", "localhost"),
@@ -43,3 +43,10 @@ def _headers(**h: str) -> Headers:
 ])
 def test_cross_site_problem(method, headers, refused):
     assert (cross_site_problem(method, _headers(**headers)) is not None) is refused
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                            ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.5", False),
+                                            ("example.com", False), ("", False)])
+def test_is_loopback_the_one_rule_of_every_server(host, loopback):
+    assert is_loopback(host) is loopback

@@ -1,4 +1,4 @@
-"""GRPO reward functions, their checks, the GRPO config keys and prompt data (rewards.py, grpo_config.py, data/prompts.py)."""
+"""GRPO reward functions, their checks, the GRPO config keys and prompt data (rewards.py, config/grpo.py, data/prompts.py)."""
 from __future__ import annotations
 
 import json

@@ -11,11 +11,12 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from ..service.deploy import has_model
+from ..config import BUILTIN_MODEL, PER_RUN_KEYS
 from ..training.trackers.manager import read_trackers_file
 from . import fields
+from .vocabulary import (DEFAULT_METHOD, METHOD_KEYS, method_choices, metric_text, metric_unit, page_vocabulary,
+                         resolved_config)
 from .evaluations import list_evaluations, read_evaluation
-from .outputs import list_outputs, resolve_output
 from .strategy_charts import charts_for
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -25,9 +26,6 @@ EXAMPLE_FILES = ("sft_train.jsonl", "sft_val.jsonl", "dpo_train.jsonl", "dpo_val
 STATIC_DIR = Path(__file__).parent / "static"
 NAV = (("/models", "Models", "models"), ("/datasets", "Data sets", "datasets"), ("/tasks/new", "New task", "new"),
        ("/tasks", "Tasks", "tasks"), ("/sweeps", "Sweeps", "sweeps"), ("/compare", "Compare", "compare"))
-# Keys that differ between any two tasks by construction, or only say how a task was started (a resume, a
-# clone): not a difference in what was trained, so not highlighted on the compare page.
-_PER_TASK_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
@@ -57,16 +55,6 @@ def to_json(value: Any) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def metric_text(value: Any, name: str | None) -> str:
-    """A metric with its unit, as the pages' script writes it (losses and rewards in nats, accuracies in %)."""
-    if not isinstance(value, (int, float)):
-        return "–"
-    name = name or ""
-    if "accurac" in name:
-        return f"{value * 100:.1f} % ({name})"
-    return f"{value:.4f} nats ({name})"
-
-
 def utc_text(value: Any) -> str:
     """'2026-11-29T05:10:02Z' as '2026-11-29 05:10:02 UTC' ('–' when unset)."""
     if not value:
@@ -77,11 +65,14 @@ def utc_text(value: Any) -> str:
 templates.env.globals.update(static=static_url, nav=NAV)
 templates.env.filters["utc"] = utc_text
 templates.env.filters["metric"] = metric_text
+templates.env.filters["metric_unit"] = metric_unit
+templates.env.filters["resolved"] = resolved_config
 templates.env.filters["tojson_safe"] = to_json
 
 
 def render(request: Request, template: str, page: str, title: str, status_code: int = 200, **context: Any) -> Response:
-    return templates.TemplateResponse(request, template, {"page": page, "title": title, **context},
+    vocab = page_vocabulary(getattr(request.app.state, "service", None))  # base.html's tf-vocabulary block
+    return templates.TemplateResponse(request, template, {"page": page, "title": title, "vocab": vocab, **context},
                                       status_code=status_code)
 
 
@@ -109,14 +100,13 @@ async def page_error_handler(request: Request, exc: PageError) -> Response:
 
 
 def gallery_models(service) -> list[dict]:
-    """Gallery entries as dicts (the service's list; the built-in model when the gallery is unavailable)."""
+    """Gallery entries as dicts (the service's list, the gallery's data file; when that cannot be read, just the
+    built-in model's name, so the form still offers it)."""
     try:
         models = list(service.models())
     except Exception:  # noqa: BLE001 - a broken gallery must not take the console down
         models = []
-    return models or [{"id": "builtin:toy", "hub_id": "builtin:toy", "family": "toy", "size": "1.16M",
-                       "context_length": 4096, "notes": "Built-in random-init toy model: trains offline in seconds.",
-                       "recommended": {}}]
+    return models or [{"id": BUILTIN_MODEL, "hub_id": BUILTIN_MODEL}]
 
 
 def recommended(model: str, strategy: str, method: str) -> dict[str, Any]:
@@ -127,8 +117,7 @@ def recommended(model: str, strategy: str, method: str) -> dict[str, Any]:
         return recommended_config(model, strategy, method)
     except Exception:  # noqa: BLE001 - unknown model/method: the form still opens with the user's choice
         values: dict[str, Any] = {"model": model, "training_strategy": strategy}
-        values.update({"full": {"lora_dim": 0}, "qlora4": {"load_in_4bit": True},
-                       "qlora8": {"load_in_8bit": True}}.get(method, {}))
+        values.update(METHOD_KEYS.get(method, {}))
         return values
 
 
@@ -175,7 +164,7 @@ def home() -> Response:
 def models_page(request: Request) -> Response:
     service = service_of(request)
     return render(request, "models.html", "models", "Models", models=gallery_models(service),
-                  methods=fields.METHODS)
+                  methods=method_choices())
 
 
 @router.get("/datasets")
@@ -221,12 +210,12 @@ def form_prefill(service, model: str, strategy: str, method: str, clone: str, da
     its validation partner)."""
     # Links carry these; a mistyped one opens the form with the usual choice instead of an unusable form.
     strategy = strategy if strategy in {st["value"] for st in fields.strategies()} else "sft"
-    method = method if method in dict(fields.METHODS) else "lora"
+    method = method if method in dict(method_choices()) else DEFAULT_METHOD
     name = ""
     if clone:
         source = call(service.get_task, int_id(clone))
         prefill = {k: v for k, v in (source.get("config") or {}).items()
-                   if k in fields.FIELDS and k not in fields.SERVICE_KEYS}
+                   if k in fields.FIELDS and k not in PER_RUN_KEYS}
         name = f"{source.get('name') or 'task'}-copy"
     else:
         prefill = recommended(model, strategy, method)
@@ -242,14 +231,16 @@ def form_prefill(service, model: str, strategy: str, method: str, clone: str, da
 
 
 @router.get("/tasks/new")
-def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = "sft", method: str = "lora",
+def new_task_page(request: Request, model: str = BUILTIN_MODEL, strategy: str = "sft", method: str = DEFAULT_METHOD,
                   clone: str = "", dataset: str = "") -> Response:
     service = service_of(request)
     datasets = call(service.list_datasets)
     prefill, name = form_prefill(service, model, strategy, method, clone, dataset, datasets)
     return render(request, "new_task.html", "new", "New task", prefill=prefill, name=name, datasets=datasets,
-                  models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_fields(),
-                  defaults=fields.defaults(), methods=fields.METHODS, strategies=fields.strategies(), cloned_from=clone,
+                  models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_groups(),
+                  form_keys=fields.form_keys(),
+                  defaults=fields.defaults(), methods=method_choices(), strategies=fields.strategies(),
+                  cloned_from=clone,
                   examples=[p.name for p in example_files()])
 
 
@@ -257,9 +248,9 @@ def new_task_page(request: Request, model: str = "builtin:toy", strategy: str = 
 def task_page(request: Request, task_id: str) -> Response:
     service = service_of(request)
     task = call(service.get_task, int_id(task_id))
+    outputs = call(service.outputs, task["id"])  # the same view as GET /api/tasks/ID/outputs, which task.js follows
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
-                  outputs=list_outputs(task.get("run_dir")), defaults=fields.defaults(),
-                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])),
+                  outputs=outputs, defaults=fields.defaults(), deployable=outputs["has_model"],
                   trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {},
                   strategy_charts=charts_for(task.get("config") or {}))
 
@@ -285,36 +276,29 @@ def chat_page(request: Request, task_id: str) -> Response:
     task = call(service.get_task, int_id(task_id))
     deployment = call(service.deployments.get, task["id"], True)
     return render(request, "chat.html", "tasks", f"Chat with {task.get('name') or task['id']}", task=task,
-                  deployment=deployment,
-                  deployable=bool(task.get("run_dir")) and has_model(Path(task["run_dir"])))
+                  deployment=deployment, deployable=service.deployable(task))
 
 
 @router.get("/tasks/{task_id}/files/{path:path}")
 def task_file(request: Request, task_id: str, path: str) -> Response:
-    """Download one file of the task's run directory (the adapter, the config, the logs)."""
+    """Download one file of the task's run directory (the adapter, the config, the logs); the same file as
+    ``GET /api/tasks/ID/files/PATH``, with an error page instead of JSON."""
     service = service_of(request)
-    task = call(service.get_task, int_id(task_id))
-    target = resolve_output(task.get("run_dir") or "", path) if task.get("run_dir") else None
-    if target is None:
-        raise PageError(404, f"task {task['id']}: no file {path!r} in its run directory.")
+    target = call(service.output_file, int_id(task_id), path)
     return FileResponse(target, filename=target.name)
 
 
 @router.get("/sweeps")
 def sweeps_page(request: Request) -> Response:
-    from ..service import sweeps
-
     service = service_of(request)
-    return render(request, "sweeps.html", "sweeps", "Sweeps", sweeps=call(sweeps.list_all, service))
+    return render(request, "sweeps.html", "sweeps", "Sweeps", sweeps=call(service.list_sweeps))
 
 
 @router.get("/sweeps/{sweep_id}")
 def sweep_page(request: Request, sweep_id: str) -> Response:
     """A sweep's trials, their curves and the winner (service/sweeps.py's view; sweep.js follows it live)."""
-    from ..service import sweeps
-
     service = service_of(request)
-    sweep = call(sweeps.get, service, int_id(sweep_id, "sweep"))
+    sweep = call(service.get_sweep, int_id(sweep_id, "sweep"))
     return render(request, "sweep.html", "sweeps", f"Sweep {sweep['name']}", sweep=sweep)
 
 
@@ -343,7 +327,7 @@ def config_rows(tasks: list[dict]) -> list[dict]:
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             effective.append(text)
             cells.append({"text": text, "default": key not in config})
-        differs = key not in _PER_TASK_KEYS and len(set(effective)) > 1
+        differs = key not in PER_RUN_KEYS and len(set(effective)) > 1
         rows.append({"key": key, "cells": cells, "differs": differs})
     rows.sort(key=lambda r: (not r["differs"], r["key"]))
     return rows

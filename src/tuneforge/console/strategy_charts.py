@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 NATS = "nats"
+DIGITS = {"%": 1}  # digits a chart's values are written with, by unit (3 for any other unit)
 
 STRATEGY_CHARTS: dict[str, list[dict[str, Any]]] = {
     "dpo": [
@@ -66,4 +67,6 @@ GENERATION_CHARTS: list[dict[str, Any]] = [
 def charts_for(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The charts of a task's config: its strategy's, and the generation charts when it generates answers."""
     generating = isinstance(config.get("eval_generation_steps"), int) and config["eval_generation_steps"] > 0
-    return STRATEGY_CHARTS.get(config.get("training_strategy") or "sft", []) + (GENERATION_CHARTS if generating else [])
+    charts = STRATEGY_CHARTS.get(config.get("training_strategy") or "sft", [])
+    charts = charts + (GENERATION_CHARTS if generating else [])
+    return [{**chart, "digits": DIGITS.get(chart["unit"], 3)} for chart in charts]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from .encode import (DROP_IDENTICAL, DROP_IDENTICAL_TRUNCATED, DROP_NO_RESPONSE, DROP_TEMPLATE, EncodedPair,
                      encode_pair, truncate_pair)
-from .split import PreparedData, Split, prepare_data
+from .split import PreparedData, prepare_data
 
 # The truncation constant is read from ``encode.PROMPT_FLOOR_FRACTION`` (not re-exported: a copy here would
 # not change the rule). Names kept for the recipes and tests:
 __all__ = ["DROP_IDENTICAL", "DROP_IDENTICAL_TRUNCATED", "DROP_NO_RESPONSE", "DROP_TEMPLATE", "EncodedPair",
-           "encode_pair", "truncate_pair", "DPOData", "PairSplit", "build_dpo_data"]
+           "encode_pair", "truncate_pair", "DPOData", "build_dpo_data"]
 
 DPOData = PreparedData
-PairSplit = Split
 
 
 def build_dpo_data(cfg, tokenizer) -> PreparedData:

@@ -344,17 +344,6 @@ def prompt_messages(row: Any, where: tuple[str, int]) -> list[Message]:
     return FORMATS_BY_NAME[fmt].prompt(row, where)
 
 
-def to_conversation(row: Any, fmt: str, where: tuple[str, int]) -> Conversation:
-    if FORMATS_BY_NAME.get(fmt) is None or FORMATS_BY_NAME[fmt].kind != "sft":
-        raise DataError(where[0], where[1], None, f"row format {fmt!r} is not an SFT format")
-    return convert_row(row, fmt, where)
-
-
-def to_preference(row: Any, where: tuple[str, int]) -> PreferencePair:
-    return convert_row(row, "preference", where)
-
-
-STRATEGY_KINDS = {"sft": "sft", "dpo": "preference"}
 # The row kinds each strategy trains on, in detection order (default: TRAINING_KINDS).
 STRATEGY_FORMAT_KINDS: dict[str, tuple[str, ...]] = {"kto": ("feedback", "preference"), "pretrain": ("text",),
                                                      "reward": ("preference",)}

@@ -5,10 +5,9 @@ memory-mapped (``split.prepare_data``). This module keeps the SFT names the reci
 """
 from __future__ import annotations
 
-from .split import PreparedData, Split, prepare_data
+from .split import PreparedData, prepare_data
 
 SFTData = PreparedData
-TokenizedSplit = Split
 
 
 def build_sft_data(cfg, tokenizer) -> PreparedData:

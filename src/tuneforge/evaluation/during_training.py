@@ -22,12 +22,11 @@ import torch
 
 from ..data.templates import encode_prompt, with_system_prompt
 from ..models import inference
-from ..tools.generate import generate_batch
-from ..training.checkpoint import trim_metrics
+from ..rundir import GENERATIONS_FILE, METRICS_FILE, trim_metrics
+from ..models.generation import generate_batch
 from .data import GenerationItem, validation_items
 from .metrics import score_corpus
 
-GENERATIONS_FILE = "generations.jsonl"
 SCORED = ("bleu", "rouge_l")
 BATCH = 8
 
@@ -98,7 +97,7 @@ def generation_hook(run: Any) -> GenerationProbe | None:
     prompts = [encode_prompt(run.tokenizer, with_system_prompt(item.prompt, cfg.system_prompt),
                              chat_template=cfg.apply_chat_template) for item in items]
     run.say(f"eval_generation_steps: {len(items)} validation prompts answered every {cfg.eval_generation_steps} steps "
-            f"(greedy, at most {cfg.max_completion_length} new tokens) -> metrics.jsonl, {GENERATIONS_FILE}")
+            f"(greedy, at most {cfg.max_completion_length} new tokens) -> {METRICS_FILE}, {GENERATIONS_FILE}")
     path = Path(cfg.output_dir) / GENERATIONS_FILE
     plan = getattr(run, "plan", None)
     if plan is not None and plan.checkpoint is not None:  # resumed: the steps after the checkpoint are redone

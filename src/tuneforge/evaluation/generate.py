@@ -8,7 +8,7 @@ from typing import Sequence
 from torch import nn
 
 from ..models import inference
-from ..tools.generate import generate_batch
+from ..models.generation import generate_batch
 from .data import GenerationItem
 from .loading import EvalModel
 

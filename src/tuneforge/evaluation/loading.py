@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..models import inference
 from ..models.forward import CausalLMLoss
 from ..models.load import is_builtin, resolve_precision
-from ..outputs import CONFIG_FILE
+from ..rundir import CONFIG_FILE
 
 # Keys of a saved run config that describe how the run was launched, not how its data is encoded or
 # its model computes; evaluation runs in one process and reads its own data file.

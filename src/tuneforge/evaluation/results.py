@@ -17,35 +17,34 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConfigError
+from ..rundir import EVAL_DIR, lower_is_better
 
 RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 OUTPUT_FILES = (RESULTS_FILE, PREDICTIONS_FILE)
 
-# metric -> (unit shown in the table, higher is better)
-METRIC_UNITS: dict[str, tuple[str, bool]] = {
-    "eval_loss": ("nats/token", False), "perplexity": ("exp(loss)", False), "token_accuracy": ("fraction", True),
-    "trained_tokens": ("tokens", True),
-    "exact_match": ("fraction", True), "bleu": ("0-100", True), "rouge_l": ("F1 0-1", True), "chrf": ("0-100", True),
-    "rouge_l_jieba_punct": ("F 0-1", True), "bleu4_nltk_char": ("0-100", True),
-    "dpo_loss": ("nats/pair", False), "rewards/accuracies": ("fraction", True), "rewards/margins": ("beta x nats", True),
-    "rewards/chosen": ("beta x nats", True), "rewards/rejected": ("beta x nats", False),
-    "logps/chosen": ("nats", True), "logps/rejected": ("nats", False), "pairs": ("pairs", True),
-    "reward": ("mean per greedy answer", True), "reward_sampled": ("mean per sampled answer", True),
+# metric -> unit shown in the table (which way it improves: ``rundir.lower_is_better``, the one rule)
+METRIC_UNITS: dict[str, str] = {
+    "eval_loss": "nats/token", "perplexity": "exp(loss)", "token_accuracy": "fraction", "trained_tokens": "tokens",
+    "exact_match": "fraction", "bleu": "0-100", "rouge_l": "F1 0-1", "chrf": "0-100",
+    "rouge_l_jieba_punct": "F 0-1", "bleu4_nltk_char": "0-100",
+    "dpo_loss": "nats/pair", "rewards/accuracies": "fraction", "rewards/margins": "beta x nats",
+    "rewards/chosen": "beta x nats", "rewards/rejected": "beta x nats",
+    "logps/chosen": "nats", "logps/rejected": "nats", "pairs": "pairs",
+    "reward": "mean per greedy answer", "reward_sampled": "mean per sampled answer",
 }
 
 
 def metric_unit(name: str) -> tuple[str, bool]:
     """(unit, higher is better) of a metric; a GRPO run's per-function rewards share the reward's unit."""
-    if name.startswith("reward/"):
-        return METRIC_UNITS["reward"]
-    return METRIC_UNITS.get(name, ("", True))
+    unit = METRIC_UNITS["reward"] if name.startswith("reward/") else METRIC_UNITS.get(name, "")
+    return unit, not lower_is_better(name)
 COUNT_METRICS = {"trained_tokens", "pairs"}
 
 
 def default_output(run_dir: Path, data_name: str) -> Path:
     """``run_dir/eval/<data_name>``, or the first ``<data_name>-N`` (N = 2, 3 ...) that does not exist yet."""
-    root = run_dir / "eval"
+    root = run_dir / EVAL_DIR
     candidate, n = root / data_name, 2
     while candidate.exists():
         candidate, n = root / f"{data_name}-{n}", n + 1

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..models import inference
+from ..rundir import EXPORT_README
 from . import archs, outdir, runtime_files, tensors
 from .verify import ExportVerificationError
 
@@ -157,7 +158,7 @@ def export_adapter(run: str, out: str, *, dtype: str = "f32", overwrite: bool = 
         outdir.move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    say(f"exported to {target / filename}; the base model's GGUF is needed too (see {target / 'README.md'})")
+    say(f"exported to {target / filename}; the base model's GGUF is needed too (see {target / EXPORT_README})")
     return target / filename
 
 
@@ -176,4 +177,4 @@ def _runtime_files(staging: Path, source, name: str, filename: str, target: Path
                             f"{target.parent / base_out}",
         report=report)
     (staging / "Modelfile").write_text(runtime_files.modelfile(info), encoding="utf-8")
-    (staging / "README.md").write_text(runtime_files.readme(info), encoding="utf-8")
+    (staging / EXPORT_README).write_text(runtime_files.readme(info), encoding="utf-8")

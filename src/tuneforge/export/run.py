@@ -12,6 +12,7 @@ import torch
 from ..errors import ConfigError
 from ..models import inference
 from ..models.load import first_line, is_builtin
+from ..rundir import EXPORT_README, EXPORT_REPORT
 from . import archs, outdir, runtime_files, tensors, verify
 from .vocab import build_vocab, write_vocab
 
@@ -109,16 +110,16 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
         report = _verify(staging, filename, ref, stops, tokenizer, source, dtype, say)
         info.report = report["table"]
         (staging / "Modelfile").write_text(runtime_files.modelfile(info), encoding="utf-8")
-        (staging / "README.md").write_text(runtime_files.readme(info), encoding="utf-8")
+        (staging / EXPORT_README).write_text(runtime_files.readme(info), encoding="utf-8")
         report.update(source=str(run), dtype=dtype, seconds=round(time.perf_counter() - started, 2),
                       peak_rss_gib={"load_and_write": peak_after_write, "with_verification": _peak_rss_gib()},
                       bytes=(staging / filename).stat().st_size)
-        (staging / "export_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        (staging / EXPORT_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
         outdir.move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"exported to {target / filename} ({(target / filename).stat().st_size / 2**20:,.1f} MiB), "
-        f"{target / 'Modelfile'}, {target / 'README.md'}")
+        f"{target / 'Modelfile'}, {target / EXPORT_README}")
     return target / filename
 
 

@@ -165,15 +165,15 @@ def _fit_text(fit, device: str = "cuda") -> str:
         ck += f" (batch {plain} without)" if plain else " (needed: batch 1 does not fit without)"
     more = (f" (up to {fit.batch_size_with_checkpointing} with checkpointing)"
             if not fit.gradient_checkpointing and fit.batch_size_with_checkpointing > fit.batch_size else "")
-    where = ("1 GPU" if device == "cuda" else "1 process") if fit.engine == "single" else \
-        f"{fit.gpus} GPUs with {_engine(fit.engine)}"
+    where = ("1 GPU" if device == "cuda" else "1 process") if fit.parallelism == "single" else \
+        f"{fit.gpus} GPUs with {_parallelism(fit.parallelism)}"
     return f"batch {fit.batch_size}{more}, {ck}, {where}"
 
 
-def _engine(key: str) -> str:
-    from .planner import ENGINE_NAMES
+def _parallelism(key: str) -> str:
+    from .planner import PARALLELISM_NAMES
 
-    return ENGINE_NAMES[key]
+    return PARALLELISM_NAMES[key]
 
 
 def print_plan(p) -> None:
@@ -204,7 +204,7 @@ def print_plan(p) -> None:
         if m.fits:
             continue
         if m.needs:
-            opts = "; ".join(f"{f.gpus} GPUs with {_engine(f.engine)} (batch {f.batch_size}"
+            opts = "; ".join(f"{f.gpus} GPUs with {_parallelism(f.parallelism)} (batch {f.batch_size}"
                              f"{', gradient_checkpointing: true' if f.gradient_checkpointing else ''}, "
                              f"{_gib(f.estimate.total / GIB)} GiB each)" for f in m.needs)
             print(f"{m.method}: does not fit {p.gpus} x {p.gpu_memory_gib:g} GiB; would fit on {opts}")
@@ -244,10 +244,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-length", type=int, help="seq_length to write (default: 1024, or the context if shorter)")
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("plan", help="what fits a GPU: method, batch size, checkpointing, multi-GPU engine",
+    p = sub.add_parser("plan", help="what fits a GPU: method, batch size, checkpointing, multi-GPU "
+                                    "parallelism",
                        description="Estimate per method whether training fits, the largest per_device_train_batch_size, "
                                    "whether gradient checkpointing is needed and, when one GPU is not enough, which "
-                                   "engine (ZeRO-2, ZeRO-3, FSDP) on how many GPUs makes it fit.")
+                                   "parallelism (ZeRO-2, ZeRO-3, FSDP) on how many GPUs makes it fit.")
     p.add_argument("model", help="gallery id, local model directory, or a config.json file")
     p.add_argument("--gpu-memory", type=float, required=True, metavar="GiB", help="memory of one GPU in GiB (e.g. 24, 80)")
     p.add_argument("--gpus", type=int, default=1, help="number of GPUs (default 1)")

@@ -1,4 +1,4 @@
-"""``tuneforge plan``: which methods fit a GPU, with what batch size, checkpointing and multi-GPU engine.
+"""``tuneforge plan``: which methods fit a GPU, with what batch size, checkpointing and multi-GPU parallelism.
 
 Every figure comes from ``tuneforge.models.memory.estimate``, the estimator the training run itself uses for
 its start banner and for ``gradient_checkpointing: auto``, so a plan and a run agree.
@@ -20,17 +20,18 @@ MAX_BATCH = 256  # the planner reports batch sizes up to this
 # checkpointed batch, if smaller) fits without it.
 PREFER_BATCH_WITHOUT_CHECKPOINTING = 4
 GPU_COUNTS = (2, 4, 8, 16, 32, 64)  # tried when a method does not fit the GPUs given
-MULTI_GPU_ENGINES = ("ddp", "zero2", "fsdp", "zero3")  # fastest first: the first that fits is recommended
-ENGINE_NAMES = {"single": "1 GPU", "ddp": "DDP", "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3",
-                "fsdp": "FSDP full_shard"}
-ENGINE_KEYS = {"ddp": {}, "zero2": {"deepspeed": "zero2"}, "zero3": {"deepspeed": "zero3"}, "fsdp": {"fsdp": "full_shard"}}
+MULTI_GPU_PARALLELISM = ("ddp", "zero2", "fsdp", "zero3")  # fastest first: the first that fits is recommended
+PARALLELISM_NAMES = {"single": "1 GPU", "ddp": "DDP", "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3",
+                     "fsdp": "FSDP full_shard"}
+PARALLELISM_KEYS = {"ddp": {}, "zero2": {"deepspeed": "zero2"}, "zero3": {"deepspeed": "zero3"},
+                    "fsdp": {"fsdp": "full_shard"}}
 
 
 @dataclass
 class Fit:
-    """One way to run a method: engine and GPU count, the largest batch, checkpointing, the estimate."""
+    """One way to run a method: parallelism and GPU count, the largest batch, checkpointing, the estimate."""
 
-    engine: str
+    parallelism: str  # single | ddp | zero2 | zero3 | fsdp
     gpus: int
     batch_size: int
     gradient_checkpointing: bool
@@ -39,7 +40,8 @@ class Fit:
     batch_size_without_checkpointing: int = 0  # the largest batch without it (0: none fits)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "engine_name": ENGINE_NAMES[self.engine], "gpus": self.gpus,
+        # "engine"/"engine_name": the JSON field names `tuneforge plan --json` has always printed
+        return {"engine": self.parallelism, "engine_name": PARALLELISM_NAMES[self.parallelism], "gpus": self.gpus,
                 "per_device_train_batch_size": self.batch_size, "gradient_checkpointing": self.gradient_checkpointing,
                 "per_device_train_batch_size_with_checkpointing": self.batch_size_with_checkpointing,
                 "per_device_train_batch_size_without_checkpointing": self.batch_size_without_checkpointing,
@@ -48,14 +50,14 @@ class Fit:
     def config_keys(self) -> dict[str, Any]:
         keys: dict[str, Any] = {"per_device_train_batch_size": self.batch_size,
                                 "gradient_checkpointing": self.gradient_checkpointing}
-        return keys | ENGINE_KEYS.get(self.engine, {})
+        return keys | PARALLELISM_KEYS.get(self.parallelism, {})
 
 
 @dataclass
 class MethodPlan:
     method: str
     fit: Fit | None  # on the GPUs given; None when it does not fit there
-    needs: list[Fit] = field(default_factory=list)  # the fewest GPUs per sharding engine when it does not fit
+    needs: list[Fit] = field(default_factory=list)  # the fewest GPUs per sharding parallelism when it does not fit
     note: str = ""
     minimum: MemoryEstimate | None = None  # when it does not fit: batch 1 with checkpointing on the GPUs given
 
@@ -124,10 +126,14 @@ def method_config(strategy: str, method: str, seq_length: int, **keys: Any) -> T
                        gradient_checkpointing=False, **quant, **keys)
 
 
-def _try(cfg: TrainConfig, shape: ModelShape, device: str, mixed: str, budget: float, engine: str,
+def _sharding(parallelism: str, gpus: int) -> Sharding:
+    return Sharding("ddp" if parallelism == "single" else parallelism, gpus)
+
+
+def _try(cfg: TrainConfig, shape: ModelShape, device: str, mixed: str, budget: float, parallelism: str,
          gpus: int) -> Fit | None:
     """The largest batch without checkpointing; if none fits, with it. None when batch 1 does not fit."""
-    sharding = Sharding("ddp" if engine == "single" else engine, gpus)
+    sharding = _sharding(parallelism, gpus)
     kw = dict(sharding=sharding)
     plain = largest_batch(cfg, shape, device, mixed, budget, limit=MAX_BATCH, **kw)
     ckpt_cfg = dataclasses.replace(cfg, gradient_checkpointing=True)
@@ -136,39 +142,39 @@ def _try(cfg: TrainConfig, shape: ModelShape, device: str, mixed: str, budget: f
         return None
     use_ckpt = plain < min(PREFER_BATCH_WITHOUT_CHECKPOINTING, with_ckpt)
     chosen = dataclasses.replace(ckpt_cfg if use_ckpt else cfg, per_device_train_batch_size=with_ckpt if use_ckpt else plain)
-    return Fit(engine, gpus, chosen.per_device_train_batch_size, use_ckpt,
+    return Fit(parallelism, gpus, chosen.per_device_train_batch_size, use_ckpt,
                estimate(chosen, shape, device, mixed, sharding=sharding), with_ckpt, plain)
 
 
-def _engines(method: str, gpus: int) -> tuple[str, ...]:
+def _parallelisms(method: str, gpus: int) -> tuple[str, ...]:
     if gpus == 1:
         return ("single",)
     quantized = method.startswith("qlora")
     # ZeRO-3 cannot partition bitsandbytes weights (tuneforge refuses it): FSDP or ZeRO-2 for QLoRA.
-    return tuple(e for e in MULTI_GPU_ENGINES if not (quantized and e == "zero3"))
+    return tuple(p for p in MULTI_GPU_PARALLELISM if not (quantized and p == "zero3"))
 
 
 def plan_method(shape: ModelShape, strategy: str, method: str, seq_length: int, budget: float, gpus: int,
                 device: str = "cuda") -> MethodPlan:
     cfg = method_config(strategy, method, seq_length)
     mixed = "bf16" if device == "cuda" else "no"
-    for engine in _engines(method, gpus):
-        fit = _try(cfg, shape, device, mixed, budget, engine, gpus)
+    for parallelism in _parallelisms(method, gpus):
+        fit = _try(cfg, shape, device, mixed, budget, parallelism, gpus)
         if fit is not None:
             return MethodPlan(method, fit)
     needs = []
-    for engine in ("zero2", "fsdp", "zero3"):
-        if engine not in _engines(method, 2):
+    for parallelism in ("zero2", "fsdp", "zero3"):
+        if parallelism not in _parallelisms(method, 2):
             continue
         for n in (c for c in GPU_COUNTS if c > gpus):
-            fit = _try(cfg, shape, device, mixed, budget, engine, n)
+            fit = _try(cfg, shape, device, mixed, budget, parallelism, n)
             if fit is not None:
                 needs.append(fit)
                 break
     note = "" if needs else f"does not fit even on {GPU_COUNTS[-1]} GPUs of this size at seq_length {seq_length}"
-    engine = _engines(method, gpus)[-1]  # the most sharded engine available
+    most_sharded = _parallelisms(method, gpus)[-1]
     smallest = dataclasses.replace(cfg, gradient_checkpointing=True)
-    minimum = estimate(smallest, shape, device, mixed, sharding=Sharding("ddp" if engine == "single" else engine, gpus))
+    minimum = estimate(smallest, shape, device, mixed, sharding=_sharding(most_sharded, gpus))
     return MethodPlan(method, None, needs, note, minimum)
 
 

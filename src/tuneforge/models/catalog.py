@@ -20,8 +20,6 @@ from ..errors import TuneforgeError
 DATA_FILE = Path(__file__).resolve().parents[1] / "gallery" / "models.yaml"
 STRATEGIES = ("sft", "dpo", "kto", "reward", "pretrain", "grpo")  # with recommended values in models.yaml
 METHODS = ("full", "lora", "qlora4", "qlora8")
-# TrainConfig.method spells the quantized methods out; the gallery and the CLI use the short names.
-METHOD_OF_CONFIG = {"full": "full", "lora": "lora", "qlora-4bit": "qlora4", "qlora-8bit": "qlora8"}
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 

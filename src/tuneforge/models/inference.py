@@ -19,7 +19,7 @@ from torch import nn
 from ..data.formats import Message
 from ..data.templates import encode_prompt, with_system_prompt
 from ..errors import ConfigError
-from ..outputs import CONFIG_FILE
+from ..rundir import CONFIG_FILE
 from . import builtin
 from .load import first_line, is_builtin
 

@@ -1,4 +1,4 @@
-"""Key/value-cache plumbing shared by the serving engine and the training rollouts (transformers' API moved)."""
+"""Key/value-cache plumbing shared by the serving batcher and the training rollouts (transformers' API moved)."""
 from __future__ import annotations
 
 import inspect

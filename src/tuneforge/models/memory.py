@@ -86,7 +86,6 @@ PROFILES = {
 # byte-level BPE (bench/memory/calibrate_cpu.py), ~950 bytes per token.
 TOKENIZER_BYTES_PER_TOKEN = 950
 LOGITS_CHUNK = CHUNK_ELEMENTS  # the loss's chunk size per device (fp32 logits elements per chunk)
-CUDA_CONTEXT_GIB = PROFILES["cuda"].runtime_gib
 
 
 def profile_for(device_type: str) -> DeviceProfile:
@@ -181,20 +180,20 @@ class MemoryEstimate:
 class Sharding:
     """How parameters, gradients and optimizer state are split over ``world`` processes."""
 
-    engine: str = "ddp"  # ddp | zero2 | zero3 | fsdp
+    parallelism: str = "ddp"  # ddp | zero2 | zero3 | fsdp
     world: int = 1
 
     @property
     def shards_states(self) -> bool:  # gradients and optimizer state
-        return self.world > 1 and self.engine in ("zero2", "zero3", "fsdp")
+        return self.world > 1 and self.parallelism in ("zero2", "zero3", "fsdp")
 
     @property
     def shards_weights(self) -> bool:
-        return self.world > 1 and self.engine in ("zero3", "fsdp")
+        return self.world > 1 and self.parallelism in ("zero3", "fsdp")
 
 
 def sharding_of(cfg: TrainConfig, world: int) -> Sharding:
-    """The engine a run's config selects (DeepSpeed stage from the shipped config names)."""
+    """The parallelism a run's config selects (DeepSpeed stage from the shipped config names)."""
     if cfg.fsdp:
         return Sharding("fsdp", world)
     ds = str(cfg.deepspeed or "")

@@ -1,7 +1,7 @@
 """Batched sampling with a key/value cache, for training rollouts (GRPO) and validation answers.
 
 The prompts are left-padded and run once (prefill, position ids counted from each row's first real
-token, as ``tuneforge serve``'s engine does); then one token per row per forward, reading the cache.
+token, as ``tuneforge serve``'s batcher does); then one token per row per forward, reading the cache.
 A row leaves the batch when it emits a stop token or reaches ``max_new_tokens``, and its cache rows go
 with it (``batch_select_indices``), so the last long completions do not pay for the finished ones.
 

@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): every route under ``/api``, JSON in and out, errors as ``{"detail": "..."}`` with a
-4xx code naming the key or field. ``create_app`` builds the app around one ``TaskService`` (stored at
-``app.state.service``), adds the token check, and mounts the web console's pages last."""
+4xx code naming the key or field. ``create_api`` builds the app around one ``TaskService`` (stored at
+``app.state.service``) with the request guard and the token check; ``tuneforge.apps.create_app`` adds the web
+console's pages on top."""
 from __future__ import annotations
 
 import hmac
@@ -10,9 +11,9 @@ from urllib.parse import urlencode
 
 from fastapi import Body, FastAPI, File, Form, Path, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
-from . import engine_imports, sweeps
+from . import preimport, sweeps
 from .core import TaskService
 from ..httpguard import GuardSettings, RequestGuard, allowed_hosts
 from .errors import BadRequest, ServiceError
@@ -182,6 +183,18 @@ def _task_routes(app: FastAPI, service: TaskService) -> None:
 
 
 
+def _output_routes(app: FastAPI, service: TaskService) -> None:
+    """The run directory's files: the list the task page shows, and one file's download."""
+    @app.get("/api/tasks/{task_id}/outputs")
+    def outputs(task_id: RowId) -> dict:
+        return service.outputs(task_id)
+
+    @app.get("/api/tasks/{task_id}/files/{path:path}")
+    def download(task_id: RowId, path: str) -> FileResponse:
+        target = service.output_file(task_id, path)
+        return FileResponse(target, filename=target.name)
+
+
 def _task_control_routes(app: FastAPI, service: TaskService) -> None:
     @app.post("/api/tasks/{task_id}/stop")
     def stop(task_id: RowId) -> dict:
@@ -297,15 +310,15 @@ def _dataset_routes(app: FastAPI, service: TaskService) -> None:
         return service.models()
 
 
-def create_app(settings: Settings | None = None, service: TaskService | None = None, *,
+def create_api(settings: Settings | None = None, service: TaskService | None = None, *,
                start_worker: bool = True) -> FastAPI:
-    """The service's FastAPI app. The worker starts with the app (lifespan) and stops with it; running tasks
+    """The service's FastAPI app (the API alone; ``tuneforge.apps.create_app`` is the console's app). The worker starts with the app (lifespan) and stops with it; running tasks
     are left running (they are re-attached at the next start)."""
     service = service or TaskService(settings or Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine_imports.ensure()  # before the first request: concurrent first imports of transformers race
+        preimport.ensure()  # before the first request: concurrent first imports of transformers race
         if start_worker:
             service.start()
         try:
@@ -321,14 +334,9 @@ def create_app(settings: Settings | None = None, service: TaskService | None = N
     _install_guard(app, service.settings)  # outermost: a foreign Host or site is refused before the token check
     _install_error_handlers(app)
     _task_routes(app, service)
+    _output_routes(app, service)
     _task_control_routes(app, service)
     _deployment_routes(app, service)
     _sweep_routes(app, service)
     _dataset_routes(app, service)
-    try:
-        from ..console import mount
-    except ImportError:  # the console is optional: the API works without its pages
-        mount = None
-    if mount is not None:
-        mount(app)
     return app

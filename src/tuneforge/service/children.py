@@ -6,6 +6,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from . import COMMAND_DONE, COMMAND_FAILED, COMMAND_NONE, COMMAND_RUNNING
 from .errors import Conflict
 from .store import utc_now
 
@@ -36,7 +37,7 @@ class TaskCommands:
         """'running', 'done', 'failed', or 'none' when this service started none for the task."""
         child = self._children.get(task_id)
         if child is None:
-            return "none"
+            return COMMAND_NONE
         if child.poll() is None:
-            return "running"
-        return "done" if child.returncode == 0 else "failed"
+            return COMMAND_RUNNING
+        return COMMAND_DONE if child.returncode == 0 else COMMAND_FAILED

@@ -1,7 +1,10 @@
-"""A small HTTP client of the task service for the ``tuneforge tasks`` commands (httpx)."""
+"""The task service as the commands outside it reach it: a small HTTP client of a running service (the
+``tuneforge tasks`` commands, httpx), and ``read_task`` for a task of a service that need not be running
+(``tuneforge serve --task``). This module is the service's face to the floors beside it (docs/architecture.md)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,30 @@ class RequestRefused(TuneforgeError):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
         self.status = status
+
+
+class TaskNotFound(TuneforgeError):
+    """No such task in the service's home (or no task database there at all)."""
+
+
+def read_task(task_id: int, home: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A task's id, name, status and run directory as the service whose home is ``home`` (default
+    $TUNEFORGE_HOME or ~/.tuneforge) recorded them: read from its database, without a running service, and
+    never creating a database just to look into it."""
+    from .settings import Settings, default_home
+    from .store import Store
+
+    db = Settings(home=Path(home).expanduser() if home else default_home()).db_path
+    if not db.is_file():
+        raise TaskNotFound(f"no task database at {db} (give --home, or set $TUNEFORGE_HOME).")
+    store = Store(db)
+    try:
+        row = store.get_task(task_id)
+    finally:
+        store.close()
+    if row is None:
+        raise TaskNotFound(f"no such task in {db}.")
+    return {k: row.get(k) for k in ("id", "name", "status", "run_dir")}
 
 
 class ServiceClient:

@@ -12,14 +12,13 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from ..config import FIELDS, from_dict, value_errors
+from ..config import FIELDS, OUTPUT_KEYS, PER_RUN_KEYS, from_dict, value_errors
 from ..errors import ConfigError, DataError, TuneforgeError
-from ..evaluation.during_training import GENERATIONS_FILE
 from ..machine_check import check_machine
 from ..preflight import data_paths
 from ..pathtext import path_text_problem
-from . import FINAL_STATUSES, STATUSES
-from . import dataadapter, uploads
+from . import FINAL_STATUSES, RESUMABLE, STATUSES
+from . import dataadapter, downloads, uploads
 from .deploy import Deployments, has_model
 from .evaluations import Evaluations
 from .exports import Exports
@@ -27,18 +26,16 @@ from .errors import BadRequest, Conflict, NotFound
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
 from .paths import PathPolicy, PathRefused
-from .runfiles import (FINISHED_MARKER, LOG_FILE, METRICS_FILE, RESOURCES_FILE, read_jsonl, read_log,
-                       summarize_run)
+from .runfiles import summarize_run
 from .sampler import gpu_count
 from .settings import Settings
 from .store import Store, utc_now
-from ..training.rundir import init_run_dir, lock_holder
+from .taskconfig import write_task_config
+from ..rundir import CONFIG_FILE as FINISHED_MARKER  # written last by a run: its presence means finished
+from ..rundir import (GENERATIONS_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, init_run_dir, lock_holder, read_jsonl,
+                      read_log)
 
-RESUMABLE = ("interrupted", "stopped", "failed")
-SERVICE_KEYS = ("output_dir", "overwrite_output_dir")  # the service owns where a task writes
 PREVIEW_KEYS = ("model", "training_strategy", "seq_length", "apply_chat_template", "system_prompt")
-BUILTIN_MODEL_ENTRY = {"id": "builtin:toy", "hub_id": "builtin:toy", "family": "builtin",
-                       "notes": "tuneforge's tiny random-init model: runs offline on a CPU, learns nothing useful."}
 
 
 def config_error_key(message: str) -> str | None:
@@ -90,7 +87,7 @@ class TaskService:
         self.max_concurrent = settings.max_concurrent or max(1, self.gpus)
         self.changed = threading.Condition()  # notified whenever a task changes (event streams wait on it)
         self.worker = Worker(self)
-        self.deployments = Deployments(self)
+        self.deployments = Deployments(self.store)
         self.exports = Exports()
         self.evaluations = Evaluations()
 
@@ -117,7 +114,7 @@ class TaskService:
         keys = ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "config", "progress",
                 "best_metric", "best_metric_name", "peak_gpu_gib", "peak_host_gib", "error", "exit_code", "gpus",
                 "executor", "source", "sweep_id", "trial_params", "stop_reason", "attempt", "first_started_at",
-                "earlier_attempts_s")
+                "earlier_attempts_s", "wait_reason")
         view = {k: row.get(k) for k in keys}
         view["config"] = view["config"] or {}
         view["stop_requested"] = bool(row.get("stop_requested"))
@@ -126,10 +123,7 @@ class TaskService:
         return view
 
     def _task_row(self, task_id: int) -> dict:
-        row = self.store.get_task(int(task_id))
-        if row is None:
-            raise NotFound(f"task {task_id}: no such task.")
-        return row
+        return self.store.require_task(task_id)
 
     def info(self) -> dict[str, Any]:
         from .. import __version__
@@ -140,11 +134,11 @@ class TaskService:
 
     # -- tasks: submission --------------------------------------------------------------------------------
 
-    def _checked_config(self, config: Any) -> tuple[dict[str, Any], Any]:
+    def checked_config(self, config: Any) -> tuple[dict[str, Any], Any]:
         """(the submitted keys, resolved and coerced; the validated TrainConfig) or BadRequest naming the key."""
         if not isinstance(config, dict):
             raise BadRequest("config: expected a mapping of config keys to values.", "config")
-        raw = {k: v for k, v in config.items() if k not in SERVICE_KEYS}
+        raw = {k: v for k, v in config.items() if k not in OUTPUT_KEYS}
         if self.settings.token and not self.settings.allow_remote_code and raw.get("trust_remote_code") not in (
                 None, False, "false", "False", 0):
             raise BadRequest("trust_remote_code: refused; this service is reachable from other machines and would run "
@@ -165,7 +159,7 @@ class TaskService:
             raise BadRequest(str(exc), config_error_key(str(exc))) from None
         return {k: getattr(cfg, k) for k in raw}, cfg
 
-    def _checked_gpus(self, gpus: Any) -> int:
+    def checked_gpus(self, gpus: Any) -> int:
         if gpus is None:
             return 1 if self.gpus > 0 else 0
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
@@ -175,14 +169,14 @@ class TaskService:
         return gpus
 
     def validate(self, config: Any, gpus: Any = None) -> dict[str, Any]:
-        _, cfg = self._checked_config(config)
+        _, cfg = self.checked_config(config)
         resolved = cfg.to_dict()
         resolved["output_dir"] = "(the task's run directory)"
-        return {"ok": True, "config": resolved, "estimate": memory_estimate(cfg, self._checked_gpus(gpus))}
+        return {"ok": True, "config": resolved, "estimate": memory_estimate(cfg, self.checked_gpus(gpus))}
 
     def submit(self, config: Any, name: str | None = None, gpus: Any = None) -> dict[str, Any]:
-        values, cfg = self._checked_config(config)
-        gpus = self._checked_gpus(gpus)
+        values, cfg = self.checked_config(config)
+        gpus = self.checked_gpus(gpus)
         if name is not None and (not isinstance(name, str) or "\x00" in name):
             raise BadRequest("name: expected a string without NUL bytes.", "name")
         self.check_datasets(values)
@@ -190,6 +184,7 @@ class TaskService:
         with self.store.transaction():  # the row appears with its run directory set, or not at all
             task_id, run_dir = self.queue_row(values, cfg, name, gpus)
         init_run_dir(run_dir)  # marked as a tuneforge run before the service writes its own files there
+        write_task_config(run_dir, cfg)  # the one hand-over: the file the task trains from (service/taskconfig.py)
         self.notify()
         return self.get_task(task_id)
 
@@ -264,9 +259,13 @@ class TaskService:
             raise Conflict(f"task {row['id']}: its run directory records no config to resume from.")
         config.update(output_dir=row["run_dir"], resume_from_checkpoint="auto")
         try:
-            from_dict(config)  # data deleted since? say so now, not in a failed task
+            cfg = from_dict(config)  # data deleted since? say so now, not in a failed task
         except ConfigError as exc:
             raise BadRequest(str(exc), config_error_key(str(exc))) from None
+        try:  # resume_from_checkpoint=auto: the file the next attempt reads (the directory again if deleted by hand)
+            write_task_config(init_run_dir(row["run_dir"]), cfg)
+        except (TuneforgeError, OSError) as exc:
+            raise Conflict(f"task {row['id']}: cannot write its config to its run directory: {exc}") from None
         if not self.store.update_task(row["id"], where_status=RESUMABLE, status="queued", config=config,
                                       stop_requested=0, finished_at=None, exit_code=None, error=None,
                                       earlier_attempts_s=(row.get("earlier_attempts_s") or 0.0) + _attempt_seconds(row)):
@@ -310,7 +309,7 @@ class TaskService:
     def clone(self, task_id: int, name: str | None = None) -> dict[str, Any]:
         row = self._task_row(task_id)
         config = {k: v for k, v in (row["config"] or {}).items()
-                  if k in FIELDS and k not in (*SERVICE_KEYS, "resume_from_checkpoint")}
+                  if k in FIELDS and k not in PER_RUN_KEYS}
         return self.submit(config, name or f"{row['name']} (copy)", row["gpus"])
 
     def delete(self, task_id: int, files: bool = False) -> dict[str, Any]:
@@ -329,6 +328,32 @@ class TaskService:
             shutil.rmtree(run_dir)
         self.notify()
         return {"deleted": row["id"], "files_removed": bool(files)}
+
+    # -- outputs and sweeps (what the console's pages call) -----------------------------------------------
+
+    def deployable(self, task: dict[str, Any]) -> bool:
+        """Whether the task's run directory holds a trained model (an adapter or a full model) to deploy,
+        export or evaluate."""
+        return bool(task.get("run_dir")) and has_model(Path(task["run_dir"]))
+
+    def outputs(self, task_id: int) -> dict[str, Any]:
+        """What the task's run directory offers for download (service/downloads.py)."""
+        task = self.get_task(task_id)
+        return downloads.outputs_view(task, self.deployable(task))
+
+    def output_file(self, task_id: int, relative: str) -> Path:
+        """One file of the task's run directory to download; NotFound outside it or for a folder."""
+        return downloads.output_file(self.get_task(task_id), relative)
+
+    def list_sweeps(self) -> list[dict[str, Any]]:
+        from . import sweeps
+
+        return sweeps.list_all(self)
+
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
+        from . import sweeps
+
+        return sweeps.get(self, sweep_id)
 
     # -- runs trained outside the service -----------------------------------------------------------------
 
@@ -450,7 +475,7 @@ class TaskService:
         if bad:
             raise BadRequest(f"{bad[0]}: not a preview/stats key (use {', '.join(PREVIEW_KEYS)}).", bad[0])
         raw = {"training_strategy": dataset["training_strategy"], **{k: v for k, v in keys.items() if v is not None}}
-        _, cfg = self._checked_config({**raw, "train_data": dataset["path"]})
+        _, cfg = self.checked_config({**raw, "train_data": dataset["path"]})
         return cfg
 
     def dataset_preview(self, dataset_id: int, n: int = 5, **keys: Any) -> dict[str, Any]:
@@ -472,11 +497,14 @@ class TaskService:
     # -- models ------------------------------------------------------------------------------------------
 
     def models(self) -> list[dict[str, Any]]:
-        try:
-            from ..gallery import entries
-        except ImportError:
-            return [dict(BUILTIN_MODEL_ENTRY)]
-        listed = [e.to_dict() for e in entries()]
-        if not any(m.get("id") == BUILTIN_MODEL_ENTRY["id"] for m in listed):
-            listed.insert(0, dict(BUILTIN_MODEL_ENTRY))
-        return listed
+        """The gallery's entries (its one data file, tuneforge/gallery/models.yaml, lists the built-in model first)."""
+        from ..gallery import entries
+
+        return [e.to_dict() for e in entries()]
+
+    @staticmethod
+    def vocabulary() -> dict[str, Any]:
+        """The service's words for the console's pages (task statuses and what they allow, command states)."""
+        from . import vocabulary
+
+        return vocabulary()

@@ -1,11 +1,11 @@
-"""The one place the service calls the data tools (row validation, ``tuneforge preview``, ``tuneforge stats``):
-their public functions, not their command lines, so a change of signature is fixed here only."""
+"""The one place the service calls the data library (row validation, ``data/preview.py``, ``data/stats.py``: what
+``tuneforge preview`` and ``tuneforge stats`` print), so a change of signature is fixed here only."""
 from __future__ import annotations
 
 from typing import Any
 
 from ..config import TrainConfig
-from . import engine_imports
+from . import preimport
 
 
 def detect_strategy(path: str) -> tuple[str, str | None]:
@@ -26,7 +26,7 @@ def validate_rows(path: str, strategy: str) -> int:
 
 
 def _tokenizer(cfg: TrainConfig):
-    engine_imports.ensure()  # two first requests at once must not race inside transformers' lazy imports
+    preimport.ensure()  # two first requests at once must not race inside transformers' lazy imports
     from ..models.load import load_tokenizer
 
     return load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -34,8 +34,8 @@ def _tokenizer(cfg: TrainConfig):
 
 def preview(cfg: TrainConfig, n: int) -> dict[str, Any]:
     """What ``tuneforge preview --json`` prints."""
-    engine_imports.ensure()
-    from ..tools.preview import ROW_BUILDERS
+    preimport.ensure()
+    from ..data.preview import ROW_BUILDERS
 
     rows = ROW_BUILDERS[cfg.training_strategy](cfg, _tokenizer(cfg), n)
     return {"model": cfg.model, "training_strategy": cfg.training_strategy, "seq_length": cfg.seq_length, "rows": rows}
@@ -43,7 +43,7 @@ def preview(cfg: TrainConfig, n: int) -> dict[str, Any]:
 
 def stats(cfg: TrainConfig) -> dict[str, Any]:
     """What ``tuneforge stats --json`` prints."""
-    engine_imports.ensure()
-    from ..tools.stats import collect
+    preimport.ensure()
+    from ..data.stats import collect
 
     return collect(cfg, _tokenizer(cfg))

@@ -16,19 +16,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import httpx
 import psutil
 
 from .errors import BadRequest, Conflict, NotFound, ServiceError
-from .runfiles import log_error_line
-from .store import utc_now
+from ..rundir import SERVE_LOG, log_error_line
+from .store import Store, utc_now
 
-if TYPE_CHECKING:
-    from .core import TaskService
-
-SERVE_LOG = "serve.log"
 LIVE = ("starting", "ready")
 STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL: a server holds no state worth waiting longer for
 MODEL_FILES = ("adapter_config.json", "config.json")  # a LoRA/QLoRA adapter, or a full model
@@ -93,11 +89,11 @@ def _upstream_reason(response: httpx.Response) -> str:
 
 
 class Deployments:
-    """Start, follow, stop and talk to the serve processes of one task service."""
+    """Start, follow, stop and talk to the serve processes of one task service (its ``store``: the tasks they
+    serve and the ``deployments`` table)."""
 
-    def __init__(self, service: "TaskService"):
-        self.service = service
-        self.store = service.store
+    def __init__(self, store: Store):
+        self.store = store
         self._children: dict[int, subprocess.Popen] = {}  # servers this service started (reaped on stop)
         self._starting = threading.Lock()  # two deploy requests at once must not start two servers
 
@@ -125,7 +121,7 @@ class Deployments:
 
     def _deploy(self, task_id: int) -> dict[str, Any]:
 
-        task = self.service._task_row(task_id)
+        task = self.store.require_task(task_id)
         current = self.get(task["id"], missing_ok=True)
         if current and current["status"] in LIVE:
             return current  # already deployed: deploying again is not an error
@@ -155,7 +151,7 @@ class Deployments:
 
         row = self.store.get_deployment(int(task_id))
         if row is None:
-            self.service._task_row(task_id)  # an unknown task is 404 "no such task"
+            self.store.require_task(task_id)  # an unknown task is 404 "no such task"
             if missing_ok:
                 return None
             raise NotFound(f"task {task_id} has no deployment: deploy it with POST /api/tasks/{task_id}/deploy.")
@@ -165,7 +161,7 @@ class Deployments:
 
         row = self.store.get_deployment(int(task_id))
         if row is None:
-            self.service._task_row(task_id)
+            self.store.require_task(task_id)
             raise Conflict(f"task {task_id} has no deployment to stop.")
         row = self._refresh(row)
         if row["status"] in LIVE:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from . import engine_imports
+from . import preimport
 
 
 def _model_config(name: str) -> Any | None:
@@ -32,7 +32,7 @@ def _model_config(name: str) -> Any | None:
 def memory_estimate(cfg: TrainConfig, gpus: int) -> dict[str, Any] | None:
     """GiB per part and in total for one device, or None when the model's shape is not known here."""
     try:
-        engine_imports.ensure()  # a first estimate racing a first preview must not see half-imported modules
+        preimport.ensure()  # a first estimate racing a first preview must not see half-imported modules
         from ..models.memory import ModelShape, estimate
 
         model_config = _model_config(cfg.model)

@@ -13,9 +13,7 @@ from typing import Any
 
 from .errors import BadRequest, Conflict
 from .children import TaskCommands
-from .runfiles import log_error_line
-
-EVAL_LOG = "eval.log"
+from ..rundir import EVAL_LOG, log_error_line
 
 
 class Evaluations:

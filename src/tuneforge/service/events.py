@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from . import FINAL_STATUSES
-from .runfiles import METRICS_FILE, RESOURCES_FILE, JsonlTail
+from ..rundir import METRICS_FILE, RESOURCES_FILE, JsonlTail
 
 if TYPE_CHECKING:
     from .core import TaskService

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from ..errors import TuneforgeError
-from .runfiles import LOG_FILE, read_exit_status, read_log
+from ..rundir import LOG_FILE, read_exit_status, read_log
 
 
 @dataclass

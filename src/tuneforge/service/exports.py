@@ -15,15 +15,13 @@ from typing import Any
 
 from .errors import BadRequest, Conflict
 from .children import TaskCommands
-from .runfiles import log_error_line
+from ..rundir import EXPORT_LOG, EXPORT_REPORT as REPORT_FILE, export_dir_name, log_error_line
 
-EXPORT_LOG = "export.log"
-REPORT_FILE = "export_report.json"  # written by the export into its output directory once verified
 DTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def export_dir(run_dir: Path, dtype: str) -> Path:
-    return Path(run_dir) / f"export-gguf-{dtype}"
+    return Path(run_dir) / export_dir_name(dtype)
 
 
 class Exports:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .runfiles import METRICS_FILE, JsonlTail
+from ..rundir import METRICS_FILE, JsonlTail
 
 if TYPE_CHECKING:
     from .core import TaskService

@@ -1,125 +1,16 @@
-"""Reading a run directory: JSONL rows after a position, the log from a byte offset, and a task's summary
-(progress, best metric, peak memory) computed from its files — the run directory is the source of truth."""
+"""A task's summary (progress, best metric, peak memory) for the task list, folded from its run directory's
+records as they arrive — the run directory is the source of truth, read through ``tuneforge.rundir``."""
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
-RESOURCES_FILE = "resources.jsonl"
-LOG_FILE = "train.log"
-TASK_CONFIG_FILE = "tuneforge_task.yaml"
-EXIT_FILE = "task_exit.json"
-FINISHED_MARKER = "tuneforge_config.yaml"  # written by training only when a run has finished
-LOWER_IS_BETTER = {"eval_loss"}
-
-
-def read_jsonl(path: Path, after: int = 0) -> list[dict]:
-    """Complete rows of a JSONL file after the first ``after``; a half-written last line is left for later."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return []
-    end = data.rfind(b"\n")
-    rows = []
-    for line in data[: end + 1].splitlines()[max(after, 0):]:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            rows.append({"unreadable_line": line.decode("utf-8", "replace")[:200]})
-    return rows
+from ..rundir import METRICS_FILE, RESOURCES_FILE, best_of, read_jsonl
 
 
 @dataclass
-class JsonlTail:
-    """Follows a JSONL file that grows (and that a resumed run may shorten): new complete rows per ``poll``."""
-
-    path: Path
-    rows: int = 0  # rows returned so far = the position of the next row
-    _offset: int = 0
-    reset: bool = field(default=False, init=False)  # set when the file was shortened since the last poll
-
-    def skip_to(self, rows: int) -> None:
-        self.rows, self._offset = 0, 0
-        if rows > 0:
-            self.poll(limit=rows)
-
-    def poll(self, limit: int | None = None) -> list[dict]:
-        self.reset = False
-        try:
-            size = os.path.getsize(self.path)
-        except OSError:
-            return []
-        if size < self._offset:  # rewritten shorter (a resume drops the rows after its checkpoint)
-            self.rows, self._offset, self.reset = 0, 0, True
-        with open(self.path, "rb") as fh:
-            fh.seek(self._offset)
-            data = fh.read()
-        out: list[dict] = []
-        pos = 0
-        while limit is None or len(out) < limit:
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break
-            line = data[pos:nl]
-            pos = nl + 1
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    out.append({"unreadable_line": line.decode("utf-8", "replace")[:200]})
-        self._offset += pos
-        self.rows += len(out)
-        return out
-
-
-def read_log(path: Path, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
-    """Text of the log from a byte offset; the chunk ends on a whole UTF-8 character."""
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        return {"offset": offset, "next_offset": offset, "size": 0, "text": ""}
-    offset = min(max(offset, 0), size)
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        chunk = fh.read(max(limit, 1))
-    cut = len(chunk)
-    # Do not split a multi-byte character: drop an incomplete trailing sequence (it comes with the next read).
-    for back in range(1, min(4, len(chunk)) + 1):
-        byte = chunk[-back]
-        if byte & 0xC0 == 0x80:
-            continue
-        if byte & 0x80:
-            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
-            if need > back:
-                cut = len(chunk) - back
-        break
-    chunk = chunk[:cut]
-    return {"offset": offset, "next_offset": offset + len(chunk), "size": size, "text": chunk.decode("utf-8", "replace")}
-
-
-def log_error_line(path: Path) -> str | None:
-    """The last 'tuneforge: error: ...' line, or the last non-empty line, of a log (a failed task's summary)."""
-    text = read_log(path, max(0, _size(path) - 16384), 16384)["text"]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if line.startswith("tuneforge: error:") or "Error" in line.split(":")[0]:
-            return line[:500]
-    return lines[-1][:500] if lines else None
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-@dataclass
-class RunSummary:
+class TaskSummary:
     """What the task list shows, folded from metrics.jsonl and resources.jsonl rows as they arrive."""
 
     metric_name: str = "eval_loss"
@@ -141,8 +32,7 @@ class RunSummary:
             self.epoch = float(row["epoch"])
         value = row.get(self.metric_name)
         if isinstance(value, (int, float)):
-            better = min if self.metric_name in LOWER_IS_BETTER else max
-            self.best_metric = value if self.best_metric is None else better(self.best_metric, value)
+            self.best_metric = best_of(self.best_metric, value, self.metric_name)
 
     def add_resource(self, row: dict) -> None:
         host = row.get("host_rss_gib")
@@ -182,21 +72,11 @@ class RunSummary:
                 "peak_host_gib": self.peak_host_gib, "peak_gpu_gib": self.peak_gpu_gib}
 
 
-def summarize_run(run_dir: Path, metric_name: str = "eval_loss") -> RunSummary:
-    summary = RunSummary(metric_name=metric_name)
+def summarize_run(run_dir: Path, metric_name: str = "eval_loss") -> TaskSummary:
+    """A task's summary computed from its run directory's files (the source of truth)."""
+    summary = TaskSummary(metric_name=metric_name)
     for row in read_jsonl(Path(run_dir) / METRICS_FILE):
         summary.add_metric(row)
     for row in read_jsonl(Path(run_dir) / RESOURCES_FILE):
         summary.add_resource(row)
     return summary
-
-
-def read_exit_status(run_dir: Path) -> int | None:
-    try:
-        return int(json.loads((Path(run_dir) / EXIT_FILE).read_text())["exit_code"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def is_finished(run_dir: Path) -> bool:
-    return (Path(run_dir) / FINISHED_MARKER).is_file()

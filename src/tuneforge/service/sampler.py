@@ -2,8 +2,10 @@
 
 Row fields (stable names): ``time`` (Unix seconds), ``host_rss_gib`` (resident memory of the task's whole
 process tree), ``host_total_gib``, ``host_available_gib``, and per GPU the task may use (NVML index ``i``)
-``gpu{i}_used_gib``, ``gpu{i}_total_gib``, ``gpu{i}_util`` (percent) and, where the driver reports per-process
-memory, ``gpu{i}_task_gib`` (the task's processes only). Without GPUs (or NVML) the GPU fields are absent.
+``gpu{i}_used_gib``, ``gpu{i}_total_gib``, ``gpu{i}_util`` (percent), ``gpu{i}_temperature_c`` (degrees Celsius,
+the GPU die), ``gpu{i}_power_w`` (watts drawn by the board) and, where the driver reports per-process memory,
+``gpu{i}_task_gib`` (the task's processes only). Without GPUs (or NVML) the GPU fields are absent; a field the
+driver does not report (power on some boards) is left out of the row.
 """
 from __future__ import annotations
 
@@ -33,15 +35,32 @@ class Nvml:
         except Exception:  # no library, no driver, no device: the GPU fields are simply absent
             self.count = 0
 
+    # (field suffix, reading): utilisation in percent, temperature in degrees C, power in W (NVML gives mW)
+    _READINGS = (
+        ("util", lambda nv, h: nv.nvmlDeviceGetUtilizationRates(h).gpu),
+        ("temperature_c", lambda nv, h: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
+        ("power_w", lambda nv, h: round(nv.nvmlDeviceGetPowerUsage(h) / 1000.0, 1)),
+    )
+
+    def free_gib(self, index: int) -> float | None:
+        """Free memory of GPU ``index`` now (what the queue places tasks by), or None when NVML cannot tell."""
+        if not self.available:
+            return None
+        try:
+            return self._nv.nvmlDeviceGetMemoryInfo(self._nv.nvmlDeviceGetHandleByIndex(index)).free / GIB
+        except Exception:  # a device that vanished or errs: unknown, so nothing is placed on it by memory
+            return None
+
     def device_row(self, index: int, pids: set[int]) -> dict[str, float]:
         nv = self._nv
         handle = nv.nvmlDeviceGetHandleByIndex(index)
         mem = nv.nvmlDeviceGetMemoryInfo(handle)
         row = {f"gpu{index}_used_gib": round(mem.used / GIB, 3), f"gpu{index}_total_gib": round(mem.total / GIB, 3)}
-        try:
-            row[f"gpu{index}_util"] = float(nv.nvmlDeviceGetUtilizationRates(handle).gpu)
-        except nv.NVMLError:
-            pass
+        for key, read in self._READINGS:
+            try:
+                row[f"gpu{index}_{key}"] = float(read(nv, handle))
+            except Exception:  # NVMLError "Not Supported" on this board, or an older binding: leave it out
+                pass
         try:
             procs = nv.nvmlDeviceGetComputeRunningProcesses(handle)
             used = [p.usedGpuMemory for p in procs if p.pid in pids and p.usedGpuMemory is not None]

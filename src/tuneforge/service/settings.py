@@ -1,7 +1,6 @@
 """What the service is told at start: its home, address, limits, executor and security settings."""
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +12,6 @@ DEFAULT_HOST = "127.0.0.1"
 def default_home() -> Path:
     """``TUNEFORGE_HOME`` or ``~/.tuneforge``."""
     return Path(os.environ.get("TUNEFORGE_HOME") or Path.home() / ".tuneforge").expanduser()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

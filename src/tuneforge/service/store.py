@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
+from .errors import NotFound
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[v] takes a database at version v to v + 1; a new column is one more entry, never an edit.
 MIGRATIONS: list[str] = [
@@ -106,6 +107,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN first_started_at TEXT;
     ALTER TABLE tasks ADD COLUMN earlier_attempts_s REAL NOT NULL DEFAULT 0
     """,
+    # 7: why a queued task has not started (the memory-aware queue: "waiting: needs 12.3 GiB, 5.1 GiB free on GPU 0")
+    "ALTER TABLE tasks ADD COLUMN wait_reason TEXT",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -208,6 +211,13 @@ class Store:
 
     def get_task(self, task_id: int) -> dict | None:
         return self._row(self._execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+
+    def require_task(self, task_id: int) -> dict:
+        """The task's row; ``NotFound`` (404, "no such task") when there is none."""
+        row = self.get_task(int(task_id))
+        if row is None:
+            raise NotFound(f"task {task_id}: no such task.")
+        return row
 
     def task_by_run_dir(self, run_dir: str) -> dict | None:
         return self._row(self._execute("SELECT * FROM tasks WHERE run_dir = ?", (run_dir,)).fetchone())

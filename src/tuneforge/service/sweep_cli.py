@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import TuneforgeError
 from .client import ServiceClient
-from .sweeps import _split_values
+from .sweeps import split_values
 
 RANGED = re.compile(r"^\s*(range|log)\s*\(")
 ACTIVE = ("queued", "running")
@@ -25,7 +25,7 @@ def split_args(items: list[str]) -> tuple[dict[str, str], list[str]]:
         if "=" not in item:
             raise TuneforgeError(f"{item!r}: expected key=v1,v2, key=range(a,b), key=log(a,b) or key=value.")
         key, value = item.split("=", 1)
-        if RANGED.match(value) or len(_split_values(value)) > 1:  # a comma outside brackets: a list to search
+        if RANGED.match(value) or len(split_values(value)) > 1:  # a comma outside brackets: a list to search
             if key.strip() in space:
                 raise TuneforgeError(f"{key.strip()}: given twice.")
             space[key.strip()] = value

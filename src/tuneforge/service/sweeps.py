@@ -23,7 +23,7 @@ import yaml
 from ..config import FIELDS
 from . import FINAL_STATUSES
 from .errors import BadRequest, NotFound
-from .runfiles import LOWER_IS_BETTER
+from ..rundir import lower_is_better
 
 if TYPE_CHECKING:
     from .core import TaskService
@@ -80,7 +80,7 @@ def _number(key: str, text: str, whole: str) -> int | float:
     return value
 
 
-def _split_values(text: str) -> list[str]:
+def split_values(text: str) -> list[str]:
     """``a,b,[c,d]`` -> ['a', 'b', '[c,d]']: commas inside brackets or braces belong to the value."""
     parts, depth, current = [], 0, ""
     for ch in text:
@@ -115,7 +115,7 @@ def parse_dimension(key: Any, spec: Any) -> Dimension:
     elif isinstance(spec, str):
         if re.match(r"^\s*(range|log)\s*\(", spec):
             raise BadRequest(f"{key}={spec}: expected range(a,b) or log(a,b) with two numbers.", key)
-        values = [yaml.safe_load(v) if v.strip() else "" for v in _split_values(spec)]
+        values = [yaml.safe_load(v) if v.strip() else "" for v in split_values(spec)]
     else:
         values = [spec]
     if not values or any(v is None or v == "" for v in values):
@@ -170,7 +170,7 @@ def params_text(params: dict[str, Any]) -> str:
 
 def _checked_mode(metric: str, mode: Any) -> str:
     """The sweep's mode: the metric's direction (the task's best metric and checkpoint are chosen that way)."""
-    direction = "min" if metric in LOWER_IS_BETTER else "max"
+    direction = "min" if lower_is_better(metric) else "max"
     mode = mode or direction
     if mode not in MODES:
         raise BadRequest(f"mode={mode!r}: expected min or max.", "mode")
@@ -226,12 +226,12 @@ def plan(service: "TaskService", payload: Any) -> dict[str, Any]:
     settings = _checked_settings(body)
     dimensions = parse_space(body.get("space"))
     params_list = expand(dimensions, body.get("random"), body.get("seed", 0))
-    gpus = service._checked_gpus(body.get("gpus"))
+    gpus = service.checked_gpus(body.get("gpus"))
     trials = []
     for i, params in enumerate(params_list, 1):
         metric = {"metric_for_best_model": settings["metric"]} if settings["metric"] else {}
         try:
-            values, cfg = service._checked_config({**body["config"], **metric, **params})
+            values, cfg = service.checked_config({**body["config"], **metric, **params})
             service.check_datasets(values)
         except BadRequest as exc:
             raise type(exc)(f"trial {i} ({params_text(params)}): {exc}", exc.key) from None
@@ -265,10 +265,12 @@ def create(service: "TaskService", payload: Any) -> dict[str, Any]:
             status="active")
         run_dirs = [service.queue_row(t["values"], t["cfg"], f"{name} · {params_text(t['params'])}", p["gpus"],
                                       sweep_id=sweep_id, trial_params=t["params"])[1] for t in p["trials"]]
-    from ..training.rundir import init_run_dir
+    from ..rundir import init_run_dir
 
-    for run_dir in run_dirs:
-        init_run_dir(run_dir)
+    from .taskconfig import write_task_config
+
+    for run_dir, trial in zip(run_dirs, p["trials"]):
+        write_task_config(init_run_dir(run_dir), trial["cfg"])  # the file the trial trains from
     service.notify()
     return get(service, sweep_id)
 

@@ -1,8 +1,9 @@
 """The process a task runs: ``python -m tuneforge.service.taskmain RUN_DIR [--sample-interval S]``.
 
-It is ``tuneforge train RUN_DIR/tuneforge_task.yaml`` (same code, messages and exit codes) plus two things the
-service needs even when it is not running: a thread writing ``resources.jsonl`` for this process tree (so the
-memory history has no gap while the service restarts, and a Ray worker node records its own GPUs), and
+It is ``tuneforge train RUN_DIR/tuneforge_task.yaml`` (the same function, ``train_command.train_command``, run
+the same way: messages, exit codes, signal handling; no command line is rewritten) plus two things the service
+needs even when it is not running: a thread writing ``resources.jsonl`` for this process tree (so the memory
+history has no gap while the service restarts, and a Ray worker node records its own GPUs), and
 ``task_exit.json`` with the exit code (a re-attached task is not the new service's child, so its exit code
 could not be read otherwise).
 """
@@ -16,14 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from .runfiles import EXIT_FILE, RESOURCES_FILE, TASK_CONFIG_FILE
+from ..rundir import EXIT_FILE, RESOURCES_FILE, TASK_CONFIG_FILE
 from .sampler import ResourceSampler
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
 def _terminate(signum, frame):  # noqa: ARG001
-    # Until the command installs its own handlers (at once, in tuneforge.cli.entry), a stop still ends the
+    # Until the command installs its own handlers (at once, in tuneforge.cli.run_in_process), a stop still ends the
     # process through the code below that records the exit code.
     raise SystemExit(SIGTERM_EXIT)
 
@@ -45,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     sampler = ResourceSampler(os.getpid(), run_dir / RESOURCES_FILE, args.sample_interval).start()
     code = 1
     try:
-        from ..cli import entry
+        from ..cli import quiet_libraries, run_in_process, run_reported
+        from ..train_command import train_command
 
-        # Exactly the console script `tuneforge train CONFIG`: its signal handlers, messages, exit codes, and its
-        # plain step lines (loss, lr, tokens/s: stdout is the log file, not a terminal, so no bar is drawn).
-        sys.argv = ["tuneforge", "train", str(run_dir / TASK_CONFIG_FILE)]
-        entry()
-    except SystemExit as exc:
+        # The console script `tuneforge train CONFIG` minus its parser: its signal handlers, messages, exit codes,
+        # and its plain step lines (loss, lr, tokens/s: stdout is the log file, not a terminal, so no bar is drawn).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        quiet_libraries()
+        config = run_dir / TASK_CONFIG_FILE  # written once by the service when it queued the task
+        code = run_in_process(lambda: run_reported(lambda: train_command(config, own_process=True)))
+    except SystemExit as exc:  # a stop before the command's own handlers were installed (_terminate)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sampler.stop()

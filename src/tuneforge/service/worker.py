@@ -1,7 +1,7 @@
-"""The queue: a thread that starts queued tasks in order within the concurrency and GPU limits, follows the
-running ones (progress, best metric, peak memory from their run directories), finishes them with the right
-status, and enforces stop deadlines. ``recover()`` runs once at start: live tasks are re-attached, dead ones
-become ``interrupted`` (or take the status their recorded exit code gives)."""
+"""The queue: a thread that starts queued tasks in order within the concurrency, GPU and memory limits
+(placement.py), follows the running ones (progress, best metric, peak memory from their run directories),
+finishes them with the right status, and enforces stop deadlines. ``recover()`` runs once at start: live tasks
+are re-attached, dead ones become ``interrupted`` (or take the status their recorded exit code gives)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,17 +12,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from .executors import Exit
-from .runfiles import (EXIT_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_CONFIG_FILE, JsonlTail, RunSummary,
-                       is_finished, log_error_line)
+from .runfiles import TaskSummary
+from .placement import MemoryProbe, Placer, Wait, task_estimate_gib
 from .pruning import sweep_pass
 from .store import utc_now
+from .taskconfig import missing_task_config
 from .sweeps import SweepGate
-from ..training.checkpoint import latest_saved
-from ..training.progress import read_progress
-from ..training.rundir import init_run_dir
+from ..rundir import (EXIT_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, JsonlTail, init_run_dir, is_finished,
+                      latest_saved, log_error_line, read_progress)
 
 if TYPE_CHECKING:
     from .core import TaskService
@@ -37,7 +35,7 @@ class _Follower:
     def __init__(self, task: dict):
         run_dir = self.run_dir = Path(task["run_dir"])
         self.metrics, self.resources = JsonlTail(run_dir / METRICS_FILE), JsonlTail(run_dir / RESOURCES_FILE)
-        self.summary = RunSummary(metric_name=task.get("best_metric_name") or "eval_loss")
+        self.summary = TaskSummary(metric_name=task.get("best_metric_name") or "eval_loss")
         self.last: dict = {}
 
     def update(self) -> dict | None:
@@ -82,6 +80,8 @@ class Worker:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tuneforge-worker", daemon=True)
         self._last_scan = 0.0
+        self.probe = MemoryProbe()  # free device memory; tests put fake GPUs here
+        self._estimates: dict[int, float | None] = {}  # task id -> the planner's estimate (GiB), while queued/running
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -160,32 +160,55 @@ class Worker:
     # -- starting tasks -------------------------------------------------------------------------------------
 
     def _start_queued(self) -> None:
+        """Start queued tasks in order within --max-concurrent, a sweep's limit and the devices' free memory
+        (placement.py); a task that waits has the reason recorded (``wait_reason``), cleared when it starts."""
         service = self.service
         running = service.store.list_tasks("running")
+        queued = service.store.queued_in_order()
+        live = {t["id"] for t in running + queued}
+        self._estimates = {i: e for i, e in self._estimates.items() if i in live}
         slots = service.max_concurrent - len(running)
-        busy = {i for t in running for i in (t.get("gpu_ids") or [])}
+        placer = None  # Ray: the cluster places its jobs
+        if service.executor.name == "local":
+            placer = Placer(service.gpus, self.probe, self._estimate)
+            for task in running:
+                placer.add_running(task)
         gate = SweepGate(service, running)  # a sweep's --max-concurrent
-        for task in service.store.queued_in_order():
+        reasons: dict[int, str] = {}
+        for task in queued:
             if slots <= 0:
-                return
+                reasons[task["id"]] = f"waiting: {len(running)} task(s) running, the most at once (--max-concurrent)"
+                break
             if not gate.admit(task):
-                continue  # its sweep has enough trials running: the tasks behind it may start
-            gpu_ids: list[int] = []
-            if service.executor.name == "local" and task["gpus"] > 0:
-                free = [i for i in range(service.gpus) if i not in busy]
-                if len(free) < task["gpus"]:
-                    return  # first in, first out: the head of the queue waits for its GPUs
-                gpu_ids = free[: task["gpus"]]
-            now = utc_now()
-            claimed = service.store.update_task(task["id"], where_status=["queued"], status="running",
-                                                started_at=now, first_started_at=task.get("first_started_at") or now,
-                                                gpu_ids=gpu_ids, pid=None, job_id=None,
-                                                proc_started=None, attempt=task["attempt"] + 1)
-            if not claimed:  # someone else took or stopped it
-                continue
-            slots -= 1
-            busy.update(gpu_ids)
-            self._launch(service.store.get_task(task["id"]), gpu_ids)
+                reasons[task["id"]] = "waiting: its sweep has its most trials running (--max-concurrent of the sweep)"
+                continue  # the tasks behind it may start
+            gpu_ids = placer.place(task) if placer else []
+            if isinstance(gpu_ids, Wait):
+                reasons[task["id"]] = gpu_ids.reason
+                break  # first in, first out: the head of the queue waits for its memory or GPUs
+            if self._claim(task, gpu_ids):
+                slots -= 1
+                running.append(task)
+        changed = [t["id"] for t in queued if t.get("wait_reason") != reasons.get(t["id"])]
+        for task_id in changed:  # a reason only while it holds: recorded or cleared when it changes
+            service.store.update_task(task_id, where_status=["queued"], wait_reason=reasons.get(task_id))
+        if changed:
+            service.notify()
+
+    def _estimate(self, task: dict) -> float | None:
+        if task["id"] not in self._estimates:  # computed once per task: it reads the model's shape
+            self._estimates[task["id"]] = task_estimate_gib(task)
+        return self._estimates[task["id"]]
+
+    def _claim(self, task: dict, gpu_ids: list[int]) -> bool:
+        now = utc_now()
+        claimed = self.service.store.update_task(
+            task["id"], where_status=["queued"], status="running", started_at=now,
+            first_started_at=task.get("first_started_at") or now, gpu_ids=gpu_ids, pid=None, job_id=None,
+            proc_started=None, attempt=task["attempt"] + 1, wait_reason=None)
+        if claimed:  # else someone else took or stopped it
+            self._launch(self.service.store.get_task(task["id"]), gpu_ids)
+        return claimed
 
     def _task_env(self, task: dict, gpu_ids: list[int]) -> dict[str, str]:
         env = dict(os.environ)
@@ -199,8 +222,9 @@ class Worker:
         try:
             self.service.check_datasets(task["config"] or {})  # a data set changed by hand since its upload
             init_run_dir(run_dir)
-            config_text = yaml.safe_dump({**task["config"], "output_dir": str(run_dir)}, allow_unicode=True, sort_keys=False)
-            (run_dir / TASK_CONFIG_FILE).write_text(config_text, encoding="utf-8")
+            missing = missing_task_config(run_dir)  # written once when the task was queued or resumed (taskconfig.py)
+            if missing:
+                raise FileNotFoundError(missing)
             (run_dir / EXIT_FILE).unlink(missing_ok=True)
             with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
                 log.write(f"=== tuneforge task {task['id']} attempt {task['attempt']} started {utc_now()} ===\n")

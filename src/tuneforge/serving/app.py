@@ -23,7 +23,7 @@ from ..httpguard import GuardSettings, RequestGuard, allowed_hosts
 from ..data.templates import TemplateMismatch
 from ..models import inference
 from . import protocol
-from .engine import Engine, Job, Sink
+from .batcher import Batcher, Job, Sink
 from .loading import ServedModel
 from .responses import ApiError, EventStream, chat_sse, collect, completion_sse
 
@@ -43,15 +43,15 @@ class ServerSettings:
 
 
 class ServerState:
-    """The served models, their engines and the count of requests in progress."""
+    """The served models, their batchers and the count of requests in progress."""
 
     def __init__(self, models: list[ServedModel], settings: ServerSettings):
         self.models = {m.name: m for m in models}
         self.settings = settings
-        self.engines: dict[int, Engine] = {}
+        self.batchers: dict[int, Batcher] = {}
         for m in models:
-            if id(m.backbone) not in self.engines:
-                self.engines[id(m.backbone)] = Engine(m.backbone, settings.max_batch_size)
+            if id(m.backbone) not in self.batchers:
+                self.batchers[id(m.backbone)] = Batcher(m.backbone, settings.max_batch_size)
         self.in_progress = 0
 
     def model(self, name: str) -> ServedModel:
@@ -61,8 +61,8 @@ class ServerState:
                            "model", "model_not_found")
         return found
 
-    def engine(self, model: ServedModel) -> Engine:
-        return self.engines[id(model.backbone)]
+    def batcher(self, model: ServedModel) -> Batcher:
+        return self.batchers[id(model.backbone)]
 
     def acquire(self) -> None:
         """Count a request in; refuse it when ``max_concurrent`` are already in progress."""
@@ -75,7 +75,7 @@ class ServerState:
         self.in_progress -= 1
 
     def health(self) -> dict:
-        loads = [e.load for e in self.engines.values()]
+        loads = [b.load for b in self.batchers.values()]
         return {"status": "ok", "requests_in_progress": self.in_progress,
                 "sequences_running": sum(x["running"] for x in loads),
                 "sequences_waiting": sum(x["waiting"] for x in loads),
@@ -197,18 +197,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(models: list[ServedModel], settings: ServerSettings | None = None) -> FastAPI:
-    """The FastAPI application; its engines start and stop with it (lifespan)."""
+    """The FastAPI application; its batchers start and stop with it (lifespan)."""
     state = ServerState(models, settings or ServerSettings())
 
     @asynccontextmanager
     async def lifespan(_app):
-        for engine in state.engines.values():
-            engine.start()
+        for batcher in state.batchers.values():
+            batcher.start()
         try:
             yield
         finally:
-            for engine in state.engines.values():
-                engine.close()
+            for batcher in state.batchers.values():
+                batcher.close()
 
     app = FastAPI(title="tuneforge serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = state
@@ -272,7 +272,7 @@ async def _run(state: ServerState, jobs: list[Job], sink: Sink, request: Request
 
     try:
         for job in jobs:
-            state.engine(job.model).submit(job)
+            state.batcher(job.model).submit(job)
         prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
         choices = len(jobs) * body.n
         if body.stream:

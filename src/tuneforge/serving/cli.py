@@ -10,13 +10,14 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..service.settings import is_loopback  # one rule for every server tuneforge starts
 
 API_KEY_ENV = "TUNEFORGE_API_KEY"
 
 
 def api_key(args: argparse.Namespace) -> str | None:
     """``--api-key`` or $TUNEFORGE_API_KEY; required unless the server listens on loopback only."""
+    from ..httpguard import is_loopback  # one rule for every server tuneforge starts
+
     key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
     if key is not None and not key.strip():
         raise ConfigError("--api-key is empty.")
@@ -88,21 +89,15 @@ def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int
 
 
 def task_run(task_id: int, home: str | None) -> str:
-    """``NAME=RUN_DIR`` of a succeeded task of the task service (``tuneforge console``), read from its database."""
-    from ..service.settings import default_home
-    from ..service.store import Store
+    """``NAME=RUN_DIR`` of a succeeded task of the task service (``tuneforge console``), as the service's client
+    reads it from the service's home."""
+    from ..service.client import TaskNotFound, read_task
     from .loading import NAME_PATTERN
 
-    db = (Path(home).expanduser() if home else default_home()) / "tuneforge.db"
-    if not db.is_file():  # never create a database just to look into it
-        raise ConfigError(f"--task {task_id}: no task database at {db} (give --home, or set $TUNEFORGE_HOME).")
-    store = Store(db)
     try:
-        task = store.get_task(task_id)
-    finally:
-        store.close()
-    if task is None:
-        raise ConfigError(f"--task {task_id}: no such task in {db}.")
+        task = read_task(task_id, home)
+    except TaskNotFound as exc:
+        raise ConfigError(f"--task {task_id}: {exc}") from None
     if task["status"] != "succeeded":
         raise ConfigError(f"--task {task_id}: the task is {task['status']}; only a succeeded task has a model to serve.")
     name = task.get("name") or ""
@@ -118,7 +113,7 @@ def _cmd(args: argparse.Namespace) -> int:
     specs = parse_specs(runs, args.name)
     check_limits(args)
     key = api_key(args)
-    if args.engine == "vllm":
+    if args.backend == "vllm":
         from .vllm import run_vllm
 
         return run_vllm(specs, args, key)
@@ -144,7 +139,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--api-key", default=None, help=f"clients must send 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
-    p.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+    p.add_argument("--engine", dest="backend", choices=("transformers", "vllm"), default="transformers",
                    help="transformers (default; CPU or GPU) or vllm (GPU; needs 'pip install vllm')")
     p.add_argument("--max-batch-size", type=int, default=8, help="sequences generated together per model (default 8)")
     p.add_argument("--max-concurrent", type=int, default=64,

@@ -1,4 +1,4 @@
-"""Engine events → HTTP answers: one JSON body, or server-sent events ending with ``data: [DONE]``.
+"""Generation events → HTTP answers: one JSON body, or server-sent events ending with ``data: [DONE]``.
 
 A client that leaves is noticed both while it waits for a whole answer (polled) and while it reads a stream
 (its disconnect message), and its generation is cancelled so its batch row and request slot are freed.
@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import protocol
-from .engine import Event, Sink
+from .batcher import Event, Sink
 
 STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 405: "invalid_request_error", 429: "rate_limit_error", 500: "server_error"}
@@ -35,7 +35,7 @@ class ApiError(Exception):
 
 
 async def events(sink: Sink, choices: int) -> AsyncIterator[Event]:
-    """A request's events until all its choices finished; an engine failure ends it with the error event."""
+    """A request's events until all its choices finished; a generation failure ends it with the error event."""
     finished = 0
     while finished < choices:
         event = await sink.queue.get()

@@ -47,7 +47,7 @@ def merged_dir(root: Path, name: str, source: inference.ModelSource) -> Path:
 
 
 def _merge_qlora(name: str, spec: RunSpec, source: inference.ModelSource, root: Path, say) -> str:
-    from ..tools.merge import merge
+    from ..models.merge import merge
 
     target = merged_dir(root, name, source)
     if (target / "config.json").is_file():

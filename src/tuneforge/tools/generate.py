@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.formats import Message, prompt_messages, read_rows
 from ..errors import ConfigError, DataError
 from ..models import inference
+from ..models.generation import generate_batch
 from .common import add_generation_arguments, add_model_arguments, generation_kwargs, load_for_inference
 
 
@@ -29,17 +28,6 @@ def read_prompts(path: str) -> list[tuple[dict, list[Message]]]:
             raise DataError(path, line, None, "expected a JSON object")
         out.append((row, prompt_messages(row, (path, line))))
     return out
-
-
-def generate_batch(model, tokenizer, prompts: list[list[int]], device: torch.device, gen_kwargs: dict) -> list[str]:
-    """Left-padded batch generation; returns the decoded new text per prompt."""
-    width = max(len(p) for p in prompts)
-    pad = gen_kwargs["pad_token_id"]
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
-    return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
 
 
 def run_generate(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError, TrainingAborted
-from .sampler import BatchGeometry
+from .batching import BatchGeometry
 
 AUTO_START = 64  # first micro-batch size tried by per_device_train_batch_size: auto
 

@@ -30,7 +30,7 @@ from ..data.dpo import DPOData, EncodedPair
 from ..models.forward import TOKEN_LOGPS
 from ..preference_losses import REFERENCE_FREE, BoundLoss, PairLogps, bind_from_config
 from . import parallel
-from .sampler import validation_batches
+from .batching import validation_batches
 
 
 @dataclass
@@ -130,7 +130,7 @@ class FrozenCopyReference:
 class PrecomputedReference:
     """Reference log-probs of every row computed once, before training, from the starting model.
 
-    With sharded weights (ZeRO-3, FSDP) the model can run only once the engine wraps it, so the values are
+    With sharded weights (ZeRO-3, FSDP) the model can run only once accelerate wraps it, so the values are
     computed then (``on_prepared``), by all processes in step.
     """
 
@@ -165,7 +165,7 @@ def precompute_reference(loss_module: nn.Module, pairs: Sequence[EncodedPair], p
     mine.sort(key=lambda i: -pairs[i].longest)  # less padding
     n_batches = math.ceil(len(mine) / batch_size)
     if parallel.shards_parameters(accelerator):
-        # Sharded forwards (through the engine) communicate: every process runs as many as the one with the
+        # Sharded forwards (through FSDP/DeepSpeed) communicate: every process runs as many as the one with the
         # most rows; the extra ones re-run a row and are discarded.
         n_batches = math.ceil(math.ceil(len(pairs) / world) / batch_size)
     was_training = loss_module.training
@@ -252,7 +252,7 @@ class DPORecipe:
         return self._eval
 
     def on_prepared(self, loss_module: nn.Module) -> None:
-        """Called by the loop once the engine wraps the model (sharded references are computed then)."""
+        """Called by the loop once accelerate wraps the model (sharded references are computed then)."""
         if hasattr(self.reference, "on_prepared"):
             self.reference.on_prepared(loss_module)
 

@@ -134,7 +134,7 @@ class GRPORecipe:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.train_lengths = data.train.lengths
         self.step_repeats = cfg.grpo_num_iterations
-        self.loss_module = loss_module  # replaced by the engine-prepared one in on_prepared
+        self.loss_module = loss_module  # replaced by the accelerate-prepared one in on_prepared
         self.stop_ids = stop_token_ids(accelerator.unwrap_model(loss_module).model, tokenizer)
         self.sampling = SamplingSettings(cfg.max_completion_length, cfg.temperature, cfg.top_p, cfg.top_k)
         self.reference = reference_kind(cfg)

@@ -20,7 +20,7 @@ from ..data.kto import KTOData
 from ..kto_losses import kto_loss
 from ..models.forward import TOKEN_LOGPS
 from .dpo import REFERENCE_BUILDERS, PairBatch, ReferenceSource, collate_pairs
-from .sampler import validation_batches
+from .batching import validation_batches
 
 
 @dataclass

@@ -5,7 +5,7 @@ Each process runs the ordinary ``tuneforge train`` code; accelerate reads the la
 ``torchrun`` or ``accelerate launch`` directly (multi-node: see the README, Training on several devices).
 
 Errors are reported once: a launched process that fails with a user error (config, data, a refused
-engine, an interrupt) writes it to ``$TUNEFORGE_ERROR_DIR/rank<N>.json`` instead of printing it; the
+parallelism, an interrupt) writes it to ``$TUNEFORGE_ERROR_DIR/rank<N>.json`` instead of printing it; the
 launcher prints the first one and exits with its code. torchrun runs inside a small agent
 (``python -m tuneforge.training.launch``) that turns its ``ChildFailedError`` report into that exit code.
 """

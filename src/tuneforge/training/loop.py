@@ -22,11 +22,12 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import TrainingAborted
 from ..monitor import MetricsLog, Throughput, memory
-from ..outputs import load_trainable, save_trainable
+from ..rundir import BEST_DIR, improves
+from ..run_outputs import load_trainable, save_trainable
 from . import parallel
 from .batch_fit import free_memory, is_oom, rechunk
 from .progress import ProgressFile
-from .sampler import BatchGeometry, epoch_steps, steps_per_epoch
+from .batching import BatchGeometry, epoch_steps, steps_per_epoch
 
 
 class Recipe(Protocol):
@@ -54,7 +55,7 @@ class TrainState:
     evals_without_improvement: int = 0
     consecutive_nonfinite: int = 0
     skipped_steps: int = 0
-    tokens_seen: int = 0
+    # Older checkpoints also hold tokens_seen (never counted, removed): restoring skips keys it does not know.
 
 
 @dataclass
@@ -99,7 +100,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 
 class TrainingLoop:
     """``model`` is the Hugging Face (or peft) model whose trainable weights are updated and saved;
-    ``loss_module`` wraps it (``models.forward.CausalLMLoss``) and is what the engine prepares and runs."""
+    ``loss_module`` wraps it (``models.forward.CausalLMLoss``) and is what accelerate prepares and the loop runs."""
 
     def __init__(self, cfg: TrainConfig, recipe: Recipe, model: nn.Module, loss_module: nn.Module, accelerator,
                  output_dir: Path, log: MetricsLog, progress: Callable[[dict], None] | None = None,
@@ -129,7 +130,7 @@ class TrainingLoop:
         self.shrink_on_oom = shrink_on_oom  # per_device_train_batch_size: auto (halve the micro-batch on OOM)
         self.micro_limit = 0  # 0 = micro-batches as the sampler deals them; >0 = split to at most this many rows
         self.last_skip: str | None = None
-        self.best_path = output_dir / "checkpoint-best" / "trainable.safetensors"
+        self.best_path = output_dir / BEST_DIR / "trainable.safetensors"
         self.progress_file = ProgressFile(output_dir, self.total_steps) if accelerator.is_main_process else None
 
     # -- the run ---------------------------------------------------------------------------------
@@ -241,10 +242,7 @@ class TrainingLoop:
         value = metrics.get(key)
         if value is None or not math.isfinite(value):
             return False
-        lower_is_better = key == "eval_loss"
-        best = self.state.best_metric
-        improved = best is None or (value < best if lower_is_better else value > best)
-        if improved:
+        if improves(value, self.state.best_metric, key):
             self.state.best_metric, self.state.best_step = value, self.state.global_step
             self.state.evals_without_improvement = 0
             with parallel.full_parameters(self.accelerator, self.loss_module, self.trainable):  # whole if sharded
@@ -449,7 +447,7 @@ class TrainingLoop:
     @contextlib.contextmanager
     def _micro_batch_context(self, last: bool):
         """Gradients are reduced once per step, after its last micro-batch: DDP/FSDP through ``no_sync``,
-        DeepSpeed through accelerate's sync flag (its engine also steps the optimizer at that boundary)."""
+        DeepSpeed through accelerate's sync flag (DeepSpeed also steps the optimizer at that boundary)."""
         acc = self.accelerator
         ctx = acc.no_sync(self.loss_module) if (acc.num_processes > 1 and not last) else contextlib.nullcontext()
         deepspeed = parallel.is_deepspeed(acc)

@@ -1,4 +1,4 @@
-"""Multi-process strategies, all through accelerate: DDP (default), FSDP full sharding, DeepSpeed ZeRO-2/3.
+"""The parallelism a run uses, all through accelerate: DDP (default), FSDP full sharding, DeepSpeed ZeRO-2/3.
 
 tuneforge runs no parallelism of its own: it picks accelerate's plugin from the config and handles the
 few places where a sharded model differs from a replicated one — the dtype FSDP needs, parameters used
@@ -88,12 +88,12 @@ def needs_distributed_launch(cfg: TrainConfig) -> bool:
 
 
 def check_launch(cfg: TrainConfig) -> None:
-    """Before accelerate starts: the engine the config names can start, and no other engine is forced on."""
+    """Before accelerate starts: the parallelism the config names can start, and no other is forced on."""
     for env, key in (("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")):
         if os.environ.get(env, "").lower() == "true" and not getattr(cfg, key):
-            # accelerate would switch the engine on behind the config's back (or, on CPU, silently not).
+            # accelerate would switch DeepSpeed/FSDP on behind the config's back (or, on CPU, silently not).
             raise ConfigError(f"{env}=true (set by accelerate launch --use_{key} or an accelerate config file) but "
-                              f"this run's config has no {key} key: tuneforge takes the engine from its own config. "
+                              f"this run's config has no {key} key: tuneforge reads {key} from its own config. "
                               f"Set {key}: {'zero2' if key == 'deepspeed' else 'full_shard'} (or another value) and "
                               "launch without that accelerate option.")
     if needs_distributed_launch(cfg):
@@ -102,7 +102,7 @@ def check_launch(cfg: TrainConfig) -> None:
                           "line (tuneforge train ..., which launches itself), or torchrun / accelerate launch.")
 
 
-def check_engine(cfg: TrainConfig, accelerator) -> None:
+def check_parallelism(cfg: TrainConfig, accelerator) -> None:
     """accelerate silently falls back to DDP where a plugin does not apply (FSDP on CPU): say so instead."""
     from accelerate.utils import DistributedType
 
@@ -132,11 +132,11 @@ def is_zero3(accelerator) -> bool:
 
 
 def shards_parameters(accelerator) -> bool:
-    """Each process holds only a slice of the weights (FSDP, ZeRO-3): reading them needs the engine."""
+    """Each process holds only a slice of the weights (FSDP, ZeRO-3): reading them needs a gather."""
     return is_fsdp(accelerator) or is_zero3(accelerator)
 
 
-def engine_name(accelerator) -> str:
+def parallelism_name(accelerator) -> str:
     """What runs the processes, as the start banner and metrics.jsonl name it."""
     if is_deepspeed(accelerator):
         return f"DeepSpeed ZeRO-{accelerator.state.deepspeed_plugin.zero_stage}"
@@ -158,8 +158,8 @@ def adjust_precision(cfg: TrainConfig, precision):
     return precision
 
 
-def prepare_model_for_engine(cfg: TrainConfig, accelerator, model: nn.Module, loss_module: nn.Module) -> None:
-    """Per-engine adjustments between loading the model and ``accelerator.prepare``."""
+def prepare_model_for_parallelism(cfg: TrainConfig, accelerator, model: nn.Module, loss_module: nn.Module) -> None:
+    """Per-parallelism adjustments (FSDP, ZeRO-3) between loading the model and ``accelerator.prepare``."""
     from ..models.forward import base_causal_lm
 
     base = base_causal_lm(model)

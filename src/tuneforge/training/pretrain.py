@@ -16,7 +16,7 @@ from torch import nn
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.pretrain import PackedSplit, pack_split
 from ..data.split import PreparedData
-from .sampler import validation_batches
+from .batching import validation_batches
 from .sft import SFTRecipe
 
 

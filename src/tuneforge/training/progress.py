@@ -3,7 +3,7 @@
 ``metrics.jsonl`` only grows at ``logging_steps``; a monitoring page that read progress from it sat at 0 % for
 the first window and showed a stale step after a stop. This small file (step, total, epoch, the measured time
 per step) is replaced atomically at most every ``MIN_INTERVAL_S`` and always at the last step, so its cost does
-not depend on the step rate. The service reads it for the progress bar and the ETA.
+not depend on the step rate. The service reads it (``rundir.read_progress``) for the progress bar and the ETA.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-PROGRESS_FILE = "progress.json"
+from ..rundir import PROGRESS_FILE
 MIN_INTERVAL_S = 0.5
 RECENT_STEPS = 20  # the step time is the mean of this many recent steps (a resume or an epoch start fades out)
 
@@ -41,10 +41,3 @@ class ProgressFile:
         except OSError:  # a full disk must not stop training for the sake of a progress bar
             pass
 
-
-def read_progress(run_dir: Path) -> dict | None:
-    try:
-        data = json.loads((Path(run_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("step"), int) else None

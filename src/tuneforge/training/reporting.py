@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import TrainConfig
-from ..plots import CURVES_FILE, plot_metrics_file
+from ..plots import plot_metrics_file
+from ..rundir import CURVES_FILE
 from ..storage import writing
 from .trackers import check_config
 
@@ -89,7 +90,7 @@ def describe_dtype(cfg: TrainConfig, precision) -> str:
     return f"{str(precision.load_dtype).replace('torch.', '')} weights"
 
 
-def start_banner(cfg: TrainConfig, precision, accelerator, engine: str, loop, trainable: int, total: int,
+def start_banner(cfg: TrainConfig, precision, accelerator, parallelism: str, loop, trainable: int, total: int,
                  data_text: str) -> str:
     """What the run is about to do: method, parameters, dtype, device, effective batch, data."""
     world, geometry = accelerator.num_processes, loop.geometry
@@ -97,7 +98,7 @@ def start_banner(cfg: TrainConfig, precision, accelerator, engine: str, loop, tr
         f"tuneforge {cfg.training_strategy} | method: {cfg.method} | model: {cfg.model}\n"
         f"  parameters: {trainable:,} trainable / {total:,} total ({100 * trainable / max(total, 1):.2f}%)\n"
         f"  dtype: {describe_dtype(cfg, precision)}, mixed precision: {precision.mixed_precision} | device: "
-        f"{accelerator.device} x {world} ({engine})\n"
+        f"{accelerator.device} x {world} ({parallelism})\n"
         f"  effective batch: {geometry.per_device} per device x {geometry.accumulation} "
         f"accumulation x {world} process{'es' if world != 1 else ''} = {geometry.effective(world)} | steps: "
         f"{loop.total_steps:,} ({loop.steps_per_epoch:,}/epoch)\n"

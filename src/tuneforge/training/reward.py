@@ -16,7 +16,7 @@ from torch import nn
 from ..data.dpo import DPOData
 from ..reward_losses import bradley_terry_loss
 from .dpo import PairBatch, collate_pairs
-from .sampler import validation_batches
+from .batching import validation_batches
 
 
 class RewardRecipe:

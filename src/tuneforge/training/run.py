@@ -7,12 +7,11 @@
     run.train()          # the loop; signals stop it after a step with a checkpoint
     run.save_outputs()   # model/adapter, tokenizer, model card, metrics end record, config (written last)
 
-Output-directory rules (marker, lock, resume by default) live in ``rundir`` and ``checkpoint``; banners
+Output-directory rules (marker, lock, file names) live in ``tuneforge.rundir``, resume in ``checkpoint``; banners
 in ``reporting``. docs/reliability.md describes the behaviour users and the task service rely on.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,20 +26,20 @@ from ..models.load import count_parameters, load_tokenizer, prepare_model, resol
 from ..machine_check import check_machine
 from ..models.memory_report import checkpointing_needed, estimate_lines
 from ..monitor import MetricsLog, memory, progress_printer
-from ..outputs import point_adapter_at_base, save_config, save_model, write_model_card
+from .. import rundir
+from ..rundir import METRICS_FILE, read_evaluations, trim_metrics
+from ..run_outputs import point_adapter_at_base, save_config, save_model, write_model_card
 from . import checkpoint as ckpt
-from . import faults, interrupts, rundir
+from . import faults, interrupts
 from .batch_fit import apply_geometry, is_oom, oom_message, resolve_batch
 from .loop import TrainingLoop
-from .parallel import (adjust_precision, engine_name, gathered_state_dict, prepare_model_for_engine,
+from .parallel import (adjust_precision, gathered_state_dict, parallelism_name, prepare_model_for_parallelism,
                        save_pretrained_gathered)
 from .reporting import RunReporter, chain, end_banner, resume_line, start_banner
 from .strategies import strategy_for
 from .trackers.manager import TrackerSet
 
 __all__ = ["Run", "RunSummary", "run_training"]
-
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -76,7 +75,7 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
     (``tuneforge train --nproc``, torchrun, accelerate launch): gloo on CPU, NCCL on GPUs."""
     from accelerate import Accelerator
 
-    from .parallel import accelerator_kwargs, check_engine, check_launch
+    from .parallel import accelerator_kwargs, check_launch, check_parallelism
 
     check_launch(cfg)
     cpu, handlers = not torch.cuda.is_available(), []
@@ -88,23 +87,8 @@ def _make_accelerator(cfg: TrainConfig, mixed_precision: str):
         cpu, handlers = False, [InitProcessGroupKwargs(backend="gloo")]
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, kwargs_handlers=handlers,
                               **accelerator_kwargs(cfg, mixed_precision))
-    check_engine(cfg, accelerator)
+    check_parallelism(cfg, accelerator)
     return accelerator
-
-
-def read_evaluations(path: Path) -> list[dict[str, Any]]:
-    """The evaluation records of a run's metrics log (across resumes), each with its step."""
-    if not path.is_file():
-        return []
-    found = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "eval_loss" in record:
-            found.append(record)
-    return found
 
 
 class Run:
@@ -176,7 +160,7 @@ class Run:
         cfg, acc = self.cfg, self.accelerator
         self.model, self.base_name = prepare_model(cfg, self.tokenizer, self.device, self.precision, self.out)
         self.loss_module = (self.strategy.wrap_model or CausalLMLoss)(self.model)
-        prepare_model_for_engine(cfg, acc, self.model, self.loss_module)
+        prepare_model_for_parallelism(cfg, acc, self.model, self.loss_module)
         self.requested_batch = cfg.per_device_train_batch_size
         # What defines the run as requested ('auto' stays 'auto'): the resume check compares the same form.
         self.fingerprint = ckpt.fingerprint(cfg, self.world)
@@ -194,7 +178,7 @@ class Run:
         cfg, acc, plan = self.cfg, self.accelerator, self.plan
         self.discarded = 0
         if plan.checkpoint is not None and acc.is_main_process:  # the steps after the checkpoint are redone
-            self.discarded = ckpt.trim_metrics(self.out / METRICS_FILE, plan.saved["train_state"]["global_step"])
+            self.discarded = trim_metrics(self.out / METRICS_FILE, plan.saved["train_state"]["global_step"])
         self.log = MetricsLog(self.out / METRICS_FILE if acc.is_main_process else None)
         if acc.is_main_process:
             self._start_trackers()
@@ -226,7 +210,7 @@ class Run:
     def _announce(self) -> None:
         """The start banner, the memory estimate (and the gradient-checkpointing decision), the start record."""
         cfg, acc, loop = self.cfg, self.accelerator, self.loop
-        self.say(start_banner(cfg, self.precision, acc, engine_name(acc), loop, self.trainable, self.total,
+        self.say(start_banner(cfg, self.precision, acc, parallelism_name(acc), loop, self.trainable, self.total,
                               self.strategy.describe_data(self.data)))
         unwrapped = acc.unwrap_model(self.model)
         memory_lines, memory_record = estimate_lines(cfg, unwrapped, self.device, self.precision.mixed_precision,
@@ -248,7 +232,7 @@ class Run:
                         "method": cfg.method, "strategy": cfg.training_strategy, **resumed,
                         "trainable_params": self.trainable, "total_params": self.total,
                         "effective_batch_size": self.geometry.effective(self.world), "total_steps": loop.total_steps, "device": str(self.device),
-                        "engine": engine_name(acc), **memory_record, **memory(self.device)})
+                        "engine": parallelism_name(acc), **memory_record, **memory(self.device)})
         if self.printer is not None:
             self.printer.start(loop.total_steps)
 

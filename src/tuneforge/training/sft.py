@@ -9,7 +9,7 @@ from torch import nn
 from ..data.collate import Batch, pack_batch, pad_batch
 from ..data.sft import SFTData
 from ..models.forward import CROSS_ENTROPY
-from .sampler import validation_batches
+from .batching import validation_batches
 
 
 class SFTRecipe:

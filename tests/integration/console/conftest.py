@@ -29,7 +29,7 @@ class LiveService:
     def __init__(self, home: Path):
         import uvicorn
 
-        from tuneforge.service.api import create_app
+        from tuneforge.apps import create_app
         from tuneforge.service.settings import Settings
 
         self.port = free_port()

@@ -178,6 +178,17 @@ def test_first_task_end_to_end(live_service, page_factory, shot, tmp_path):
     link.wait_for()
     response = page.request.get(base + link.get_attribute("href"))
     assert response.status == 200 and len(response.body()) > 1000
+    # The list is GET /api/tasks/ID/outputs as the page renders it: every file, its size with its unit, the API's
+    # download route (no reload happened since the run ended: the page fetched the route itself).
+    view = live_service.service.outputs(task_id)
+    assert link.get_attribute("href") == f"/api/tasks/{task_id}/files/adapter_model.safetensors"
+    rows = page.locator("#outputs tbody tr")
+    assert rows.count() == len(view["files"])
+    shown = {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(1).inner_text()
+             for i in range(rows.count())}
+    adapter = next(f for f in view["files"] if f["name"] == "adapter_model.safetensors")
+    assert re.fullmatch(r"\d+\.\d (KiB|MiB)", adapter["size"]) and shown["adapter_model.safetensors"] == adapter["size"]
+    assert all(text == "folder" for name, text in shown.items() if name.endswith("/"))
     page.wait_for_timeout(300)  # let the charts draw before the screenshot
     shot(page, "07-monitoring")
     if os.environ.get("TUNEFORGE_README_SCREENSHOT"):

@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from tuneforge.service.api import create_app
+    from tuneforge.apps import create_app
     from tuneforge.service.settings import Settings
 
     home = tmp_path_factory.mktemp("console-home")
@@ -43,7 +43,7 @@ def task(client, dataset):
 
 
 def test_empty_states(tmp_path):
-    from tuneforge.service.api import create_app
+    from tuneforge.apps import create_app
     from tuneforge.service.settings import Settings
 
     with TestClient(create_app(Settings(home=tmp_path), start_worker=False), base_url="http://127.0.0.1") as c:
@@ -133,6 +133,30 @@ def test_downloads_stay_inside_the_run_directory(client, task, tmp_path):
         assert client.get(f"/tasks/{task['id']}/files/{bad}").status_code == 404, bad
 
 
+def test_outputs_list_and_downloads_are_api_routes(client, task):
+    """GET /api/tasks/ID/outputs: what the task page renders (name, kind, size with its unit, download route);
+    the download route serves files strictly inside the run directory, JSON errors otherwise."""
+    run_dir = Path(task["run_dir"])
+    (run_dir / "checkpoint-2").mkdir(parents=True, exist_ok=True)
+    (run_dir / "adapter_config.json").write_text('{"r": 8}')
+    (run_dir / "notes one.txt").write_bytes(b"x" * 3000)
+    view = client.get(f"/api/tasks/{task['id']}/outputs").json()
+    assert view["run_dir"] == task["run_dir"] and view["has_model"] is True
+    files = {f["name"]: f for f in view["files"]}
+    assert files["notes one.txt"]["kind"] == "file" and files["notes one.txt"]["size"] == "2.9 KiB"
+    assert files["adapter_config.json"]["size"] == "8 B"
+    assert files["notes one.txt"]["url"] == f"/api/tasks/{task['id']}/files/notes%20one.txt"
+    assert files["checkpoint-2"] == {**files["checkpoint-2"], "kind": "folder", "size": None, "url": None}
+    assert view["files"][0]["name"] == "adapter_config.json"  # what a user comes for first
+    res = client.get(files["adapter_config.json"]["url"])
+    assert res.status_code == 200 and res.json() == {"r": 8} and "attachment" in res.headers["content-disposition"]
+    for bad in ("%2e%2e/tuneforge.db", "..%2F..%2Fetc%2Fpasswd", "checkpoint-2", "missing.bin"):
+        res = client.get(f"/api/tasks/{task['id']}/files/{bad}")
+        assert res.status_code == 404 and "no file" in res.json()["detail"], bad
+    assert client.get("/api/tasks/999/outputs").json() == {"detail": "task 999: no such task."}
+    assert 'id="task-outputs"' in client.get(f"/tasks/{task['id']}").text  # the page starts from the same view
+
+
 def test_static_files_are_vendored(client):
     for path in ("/static/vendor/uplot/uPlot.iife.min.js", "/static/vendor/uplot/uPlot.min.css",
                  "/static/js/task.js", "/static/console.css"):
@@ -153,7 +177,7 @@ def test_config_rows_mark_differences():
 
 
 def test_pages_and_static_files_need_the_token_when_one_is_set(tmp_path):
-    from tuneforge.service.api import create_app
+    from tuneforge.apps import create_app
     from tuneforge.service.settings import Settings
 
     with TestClient(create_app(Settings(home=tmp_path, token="s3cret"), start_worker=False), base_url="http://127.0.0.1") as c:

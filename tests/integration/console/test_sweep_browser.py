@@ -86,6 +86,19 @@ def test_sweep_page_shows_the_trials_curves_and_winner(live_service, recorded_sw
     assert "learning_rate: 0.03" in page.locator("#winner-config").text_content()
     shot(page, "sweep")
 
+    # "Export GGUF" on the winner is the task page's export (deploy.js): it asks for the winner's export
+    asked = []
+    page.route("**/api/tasks/*/export", lambda route: (asked.append((route.request.method, route.request.url)), route.fulfill(
+        json={"state": "succeeded", "exports": [{"dir": "gguf-f16"}]})))
+    page.locator("#export-button").click()
+    page.wait_for_function("document.body.textContent.includes('Exported: gguf-f16')", timeout=10_000)
+    assert asked[0] == ("POST", f"{live_service.url}/api/tasks/{ids[1]}/export")
+
+    # a trial's page links back to its sweep, with its parameters
+    page.goto(f"{live_service.url}/tasks/{ids[2]}")
+    assert page.locator("#sweep-link").get_attribute("href") == f"/sweeps/{sweep['id']}"
+    assert "learning_rate=1e-06" in page.locator("#task-sweep").inner_text()
+
     page.goto(f"{live_service.url}/sweeps")
     assert page.locator("#sweeps-table tbody tr").count() == 1
     assert "7.2000 nats" in page.locator("#sweeps-table").inner_text()

@@ -6,7 +6,7 @@ import json
 from tuneforge.cli import main
 from tuneforge.config import from_dict
 from tuneforge.data.split import prepare_data
-from tuneforge.tools.preview import render
+from tuneforge.data.preview import render
 
 LONG = " ".join(f"context{i}" for i in range(120)) + " so what is the FINAL QUESTION?"
 

@@ -31,7 +31,7 @@ def _lora_run(out: Path, seed: int) -> Path:
     from peft import LoraConfig, get_peft_model
 
     from tuneforge.models import builtin
-    from tuneforge.outputs import CONFIG_FILE
+    from tuneforge.rundir import CONFIG_FILE
 
     base_dir = builtin.save_toy(out / "base_model")
     tokenizer = builtin.toy_tokenizer()

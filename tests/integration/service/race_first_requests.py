@@ -16,12 +16,12 @@ import uvicorn
 
 
 def main() -> None:
-    from tuneforge.service import engine_imports
-    from tuneforge.service.api import create_app
+    from tuneforge.service import preimport
+    from tuneforge.apps import create_app
     from tuneforge.service.settings import Settings
 
     if "--no-warmup" in sys.argv:
-        engine_imports.ensure = lambda: None
+        preimport.ensure = lambda: None
     home = Path(tempfile.mkdtemp()) / "home"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

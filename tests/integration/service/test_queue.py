@@ -52,6 +52,16 @@ def test_metrics_resources_and_log_of_a_finished_task(svc, three):
     assert os.path.isfile(os.path.join(task["run_dir"], "adapter_model.safetensors"))
 
 
+def test_the_config_the_task_ran_from_is_the_config_its_run_recorded(three):
+    """The service hands the task one file; the finished run's tuneforge_config.yaml is that file plus its _run."""
+    run_dir = three[0]["run_dir"]
+    with open(os.path.join(run_dir, "tuneforge_task.yaml"), encoding="utf-8") as fh:
+        handed = fh.read()
+    with open(os.path.join(run_dir, "tuneforge_config.yaml"), encoding="utf-8") as fh:
+        recorded = fh.read()
+    assert recorded.startswith(handed) and recorded[len(handed):].startswith("_run:\n"), (handed, recorded)
+
+
 def _events(svc, task_id: int, last_id: str | None = None) -> list[tuple[str, str, dict]]:
     headers = {"Last-Event-ID": last_id} if last_id else {}
     out, current = [], {}
@@ -101,6 +111,8 @@ def test_stop_a_running_task_and_a_queued_one(svc, toy_data, toy_config):
     svc.post(f"/api/tasks/{long['id']}/stop")
     task = svc.wait(long["id"], timeout=60)
     assert task["status"] == "stopped" and task["error"] is None
+    with open(os.path.join(task["run_dir"], "task_exit.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["exit_code"] == 143  # SIGTERM, recorded by the task's own process
     assert not [p for p in psutil.process_iter(["cmdline"]) if task["run_dir"] in " ".join(p.info["cmdline"] or [])]
     assert svc.get(f"/api/tasks/{waiting['id']}")["started_at"] is None
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tuneforge.training.checkpoint import MANIFEST
-from tuneforge.training.rundir import lock_holder
+from tuneforge.rundir import lock_holder
 
 
 def _losses(run_dir: Path) -> list:

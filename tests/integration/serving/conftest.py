@@ -25,7 +25,7 @@ def make_lora_run(out: Path, seed: int, system_prompt: str | None = RUN_SYSTEM, 
     from peft import LoraConfig, get_peft_model
 
     from tuneforge.models import builtin
-    from tuneforge.outputs import CONFIG_FILE
+    from tuneforge.rundir import CONFIG_FILE
 
     base_dir = base or builtin.save_toy(out / "base_model")
     tokenizer = builtin.toy_tokenizer()

@@ -209,7 +209,7 @@ def test_a_disconnecting_client_frees_its_slot(server, client):
             # leaving the `with` closed the connection mid-stream
         state = _wait_idle(server)
         assert state["sequences_waiting"] == 0
-        assert state["sequences_cancelled"] == cancelled_before + 1  # dropped by the engine, not run to the end
+        assert state["sequences_cancelled"] == cancelled_before + 1  # dropped by the batcher, not run to the end
         assert _chat(client, "chef", max_tokens=2, temperature=0).choices[0].finish_reason in ("stop", "length")
     finally:
         settings.max_concurrent = 32
@@ -237,10 +237,10 @@ def test_a_client_leaving_a_plain_request_cancels_it(server):
 
 def test_without_cache_merging_requests_still_all_complete(server, client, monkeypatch):
     """Models whose cache cannot be merged (sliding-window layers) admit new requests only into an empty batch."""
-    from tuneforge.serving import engine
+    from tuneforge.serving import batcher
 
     solo = _greedy(client, "cook", "one at a time", max_tokens=6)
-    monkeypatch.setattr(engine, "_mergeable", lambda cache: False)
+    monkeypatch.setattr(batcher, "_mergeable", lambda cache: False)
 
     async def all_of_them():
         async with openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0,
@@ -253,12 +253,12 @@ def test_without_cache_merging_requests_still_all_complete(server, client, monke
 
 
 def test_a_failing_forward_pass_fails_its_request_not_the_server(server, client, monkeypatch):
-    engine = next(iter(server.app.state.serving.engines.values()))
+    batcher = next(iter(server.app.state.serving.batchers.values()))
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(engine, "_forward", broken)
+    monkeypatch.setattr(batcher, "_forward", broken)
     with pytest.raises(openai.InternalServerError) as err:
         _chat(client, "cook", max_tokens=4)
     assert "out of memory (simulated)" in err.value.message

@@ -49,7 +49,7 @@ def test_underflowing_temperature_and_top_p_answer_among_good_requests(small_ser
 
 
 def test_a_failure_in_one_requests_sampling_fails_that_request_alone(small_server, monkeypatch):
-    from tuneforge.serving import engine, sampling
+    from tuneforge.serving import batcher, sampling
 
     real = sampling.next_token
 
@@ -58,7 +58,7 @@ def test_a_failure_in_one_requests_sampling_fails_that_request_alone(small_serve
             raise sampling.SamplingFailed("logits are not finite (injected)")
         return real(logits, params, generator)
 
-    monkeypatch.setattr(engine, "next_token", broken_for_seed_13)
+    monkeypatch.setattr(batcher, "next_token", broken_for_seed_13)
     seeds = [1, 2, 13, 4, 5, 6]
     with ThreadPoolExecutor(len(seeds)) as pool:
         answers = list(pool.map(lambda s: httpx.post(small_server.base_url + CHAT,

@@ -1,4 +1,4 @@
-"""The planner: what fits a GPU, with which batch, checkpointing and engine — from the run's own estimator."""
+"""The planner: what fits a GPU, with which batch, checkpointing and parallelism — from the run's own estimator."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,12 +30,12 @@ def test_7b_on_a_24_gib_card(plan_7b_24):
     assert methods["qlora4"].fits and methods["lora"].fits and not methods["full"].fits
     for name in ("qlora4", "lora"):
         fit = methods[name].fit
-        assert fit.batch_size >= 1 and fit.engine == "single" and fit.estimate.total <= BUDGET
+        assert fit.batch_size >= 1 and fit.parallelism == "single" and fit.estimate.total <= BUDGET
     # QLoRA needs less memory than LoRA, so it fits at least as large a batch
     assert methods["qlora4"].fit.batch_size >= methods["lora"].fit.batch_size
     full = methods["full"]
-    engines = {f.engine: f.gpus for f in full.needs}
-    assert "zero3" in engines and "fsdp" in engines and 2 <= engines["zero3"] <= 16
+    gpus_per = {f.parallelism: f.gpus for f in full.needs}
+    assert "zero3" in gpus_per and "fsdp" in gpus_per and 2 <= gpus_per["zero3"] <= 16
     assert all(f.estimate.total <= BUDGET for f in full.needs)
     assert full.minimum.total > 24 * GIB  # even batch 1 with checkpointing does not fit one card
     json.dumps(plan_7b_24.to_dict())
@@ -73,13 +73,13 @@ def test_plan_and_run_agree_on_checkpointing(plan_7b_24, monkeypatch):
         assert memory_report.checkpointing_needed(cfg, record) == m.fit.gradient_checkpointing, m.method
 
 
-def test_several_gpus_pick_an_engine_and_qlora_never_zero3():
+def test_several_gpus_pick_a_parallelism_and_qlora_never_zero3():
     p = plan("qwen2.5-7b-instruct", 24, gpus=8, method="full")
     (full,) = p.methods
-    assert full.fits and full.fit.engine in ("zero3", "fsdp") and full.fit.gpus == 8
+    assert full.fits and full.fit.parallelism in ("zero3", "fsdp") and full.fit.gpus == 8
     assert full.fit.config_keys().get("deepspeed") == "zero3" or full.fit.config_keys().get("fsdp") == "full_shard"
     big = plan("llama-3.1-70b-instruct", 24, gpus=4, method="qlora4")
-    assert all(f.engine != "zero3" for f in big.methods[0].needs + ([big.methods[0].fit] if big.methods[0].fit else []))
+    assert all(f.parallelism != "zero3" for f in big.methods[0].needs + ([big.methods[0].fit] if big.methods[0].fit else []))
 
 
 def test_sharding_divides_states_and_weights():

@@ -6,7 +6,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tuneforge.service.api import create_app
+from tuneforge.apps import create_app
 from tuneforge.service.settings import Settings
 
 TOKEN = "s3cret-token"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from tuneforge.service.runfiles import JsonlTail, RunSummary, read_jsonl, read_log
+from tuneforge.rundir import JsonlTail, read_jsonl, read_log
+from tuneforge.service.runfiles import TaskSummary
 
 
 def test_jsonl_tail_returns_whole_rows_only_and_notices_a_rewrite(tmp_path):
@@ -33,7 +34,7 @@ def test_log_chunks_never_split_a_character(tmp_path):
 
 
 def test_summary_folds_progress_best_metric_and_peaks():
-    summary = RunSummary(metric_name="eval_loss")
+    summary = TaskSummary(metric_name="eval_loss")
     for row in ({"event": "start", "step": 0, "total_steps": 10}, {"step": 5, "epoch": 0.5, "loss": 2.0},
                 {"step": 5, "eval_loss": 1.5}, {"step": 10, "eval_loss": 1.7}):
         summary.add_metric(row)
@@ -43,7 +44,7 @@ def test_summary_folds_progress_best_metric_and_peaks():
     assert cols["progress"] == {"step": 10, "total_steps": 10, "epoch": 0.5, "fraction": 1.0, "step_seconds": None,
                                 "eta_s": None}
     assert cols["best_metric"] == 1.5 and cols["peak_host_gib"] == 0.5 and cols["peak_gpu_gib"] == 2.5
-    accuracy = RunSummary(metric_name="eval_rewards/accuracies")
+    accuracy = TaskSummary(metric_name="eval_rewards/accuracies")
     for value in (0.5, 0.75, 0.6):
         accuracy.add_metric({"eval_rewards/accuracies": value})
     assert accuracy.best_metric == 0.75  # higher is better for accuracies
@@ -52,9 +53,7 @@ def test_summary_folds_progress_best_metric_and_peaks():
 
 
 def test_live_progress_file_gives_the_step_and_an_eta_from_the_measured_step_time():
-    from tuneforge.service.runfiles import RunSummary
-
-    summary = RunSummary()
+    summary = TaskSummary()
     summary.add_metric({"event": "start", "step": 0, "total_steps": 100})
     summary.add_metric({"step": 10, "loss": 1.0, "epoch": 0.1})  # the last logging step
     summary.add_live({"step": 14, "total_steps": 100, "epoch": 0.14, "step_seconds": 0.5})

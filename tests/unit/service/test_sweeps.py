@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tuneforge.service import sweeps
-from tuneforge.service.api import create_app
+from tuneforge.apps import create_app
 from tuneforge.service.errors import BadRequest
 from tuneforge.service.settings import Settings
 from tuneforge.service.store import MIGRATIONS, SCHEMA_VERSION, Store

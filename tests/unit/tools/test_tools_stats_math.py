@@ -1,7 +1,7 @@
 """Length statistics: nearest-rank percentiles, the seq_length recommendation and the histogram, by hand."""
 from __future__ import annotations
 
-from tuneforge.tools.stats import RowLength, histogram, percentile, recommend_seq_length, summarize
+from tuneforge.data.stats import RowLength, histogram, percentile, recommend_seq_length, summarize
 
 
 def test_percentile_is_nearest_rank():

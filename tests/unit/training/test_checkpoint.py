@@ -12,6 +12,7 @@ from tuneforge.models.builtin import toy_model
 from tuneforge.models.forward import CausalLMLoss
 from tuneforge.models.load import attach_lora
 from tuneforge.monitor import MetricsLog
+from tuneforge.rundir import trim_metrics
 from tuneforge.training import checkpoint as ck
 from tuneforge.training.loop import TrainingLoop
 from tuneforge.training.sft import SFTRecipe
@@ -163,6 +164,6 @@ def test_trim_metrics_drops_records_after_the_checkpoint_and_torn_lines(tmp_path
     f = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"event": "start", "step": 0})] + [json.dumps({"step": s, "loss": 1.0 / s}) for s in range(1, 6)]
     f.write_text("\n".join(lines) + '\n{"step": 6, "lo')
-    assert ck.trim_metrics(f, 3) == 3
+    assert trim_metrics(f, 3) == 3
     kept = [json.loads(x) for x in f.read_text().splitlines()]
     assert [r["step"] for r in kept] == [0, 1, 2, 3]

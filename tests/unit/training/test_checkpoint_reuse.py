@@ -14,7 +14,7 @@ from tuneforge.models.builtin import toy_model
 from tuneforge.models.forward import CausalLMLoss
 from tuneforge.models.load import attach_lora
 from tuneforge.monitor import MetricsLog
-from tuneforge.outputs import load_trainable, save_trainable
+from tuneforge.run_outputs import load_trainable, save_trainable
 from tuneforge.training import checkpoint as ck
 from tuneforge.training.loop import TrainingLoop
 from tuneforge.training.sft import SFTRecipe

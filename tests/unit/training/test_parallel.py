@@ -95,8 +95,8 @@ def test_fsdp_where_accelerate_would_fall_back_to_ddp_is_refused(data):
     cfg = from_dict({"train_data": data, "fsdp": "full_shard"})
     cpu_ddp = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="only on GPUs"):
-        parallel.check_engine(cfg, cpu_ddp)
-    parallel.check_engine(from_dict({"train_data": data}), cpu_ddp)  # DDP is fine
+        parallel.check_parallelism(cfg, cpu_ddp)
+    parallel.check_parallelism(from_dict({"train_data": data}), cpu_ddp)  # DDP is fine
 
 
 def test_fsdp_loads_lora_base_weights_in_fp32(data):
@@ -124,10 +124,11 @@ def test_fsdp_on_a_cpu_only_machine_refused_before_loading(data):
         parallel.accelerator_kwargs(from_dict({"train_data": data, "fsdp": "full_shard"}), "no")
 
 
-@pytest.mark.parametrize("engine", [{"fsdp": "full_shard"}, {"deepspeed": "zero3"}])
-def test_copied_dpo_reference_refused_with_sharded_weights(data, engine):
+@pytest.mark.parametrize("parallelism", [{"fsdp": "full_shard"}, {"deepspeed": "zero3"}])
+def test_copied_dpo_reference_refused_with_sharded_weights(data, parallelism):
     with pytest.raises(ConfigError, match="dpo_reference: precompute"):
-        from_dict({"train_data": data, "training_strategy": "dpo", "lora_dim": 0, "dpo_reference": "copy", **engine})
+        from_dict({"train_data": data, "training_strategy": "dpo", "lora_dim": 0, "dpo_reference": "copy",
+                   **parallelism})
 
 
 def test_copied_dpo_reference_accepted_with_zero2(data):
@@ -137,9 +138,9 @@ def test_copied_dpo_reference_accepted_with_zero2(data):
 
 
 @pytest.mark.parametrize("env,key", [("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")])
-def test_engine_switched_on_by_accelerate_launch_but_not_in_config_refused(data, tmp_path, monkeypatch, env, key):
-    """`accelerate launch --use_deepspeed` without the config key would run an engine the loop was not set up
-    for (or, on CPU, silently DDP): refused, naming the key to set, before anything is written."""
+def test_parallelism_switched_on_by_accelerate_launch_but_not_in_config_refused(data, tmp_path, monkeypatch, env, key):
+    """`accelerate launch --use_deepspeed` without the config key would run a parallelism the loop was not set
+    up for (or, on CPU, silently DDP): refused, naming the key to set, before anything is written."""
     import tuneforge
 
     monkeypatch.setenv(env, "true")

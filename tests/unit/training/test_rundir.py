@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tuneforge.errors import ConfigError
-from tuneforge.training import rundir
+from tuneforge import rundir
 
 
 def test_a_new_directory_is_marked_first_and_locked(tmp_path):
@@ -50,7 +50,7 @@ def test_a_second_claim_is_refused_naming_the_holder(tmp_path):
 
 def test_the_lock_dies_with_its_process(tmp_path):
     out = tmp_path / "run"
-    code = ("import sys, time; from tuneforge.training import rundir; rundir.claim(sys.argv[1]); "
+    code = ("import sys, time; from tuneforge import rundir; rundir.claim(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,8 @@ import pytest
 from tuneforge.errors import ConfigError
 from tuneforge.training.trackers import check_names, tracker_names
 from tuneforge.training.trackers.base import Tracker, TrackerRun, metrics_of
-from tuneforge.training.trackers.manager import TRACKERS_FILE, TrackerSet
+from tuneforge.rundir import TRACKERS_FILE
+from tuneforge.training.trackers.manager import TrackerSet
 
 
 class Flaky(Tracker):

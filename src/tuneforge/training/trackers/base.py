@@ -118,7 +118,7 @@ def sanitize(name: str, allowed: str = r"[^\w./\- :]") -> str:
 
 def model_files(output_dir: Path) -> list[Path]:
     """What ``tracker_log_model`` uploads: the run's weights, tokenizer, configs and card, no checkpoints."""
-    from ..rundir import RUN_FILES
+    from ...rundir import RUN_FILES, SHARDED_WEIGHTS
 
     return [output_dir / name for name in RUN_FILES if (output_dir / name).is_file()] \
-        + sorted(output_dir.glob("model-*.safetensors"))
+        + sorted(output_dir.glob(SHARDED_WEIGHTS))

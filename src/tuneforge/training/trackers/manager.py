@@ -26,10 +26,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from ...rundir import TRACKERS_FILE
 from . import tracker_class, tracker_names
 from .base import Tracker
 
-TRACKERS_FILE = "trackers.json"
 MAX_BACKLOG = 10_000  # records kept for a failing tracker; older ones are dropped (metrics.jsonl has them)
 FINISH_TIMEOUT_S = 300.0  # how long the end of a run waits for busy trackers
 CLOSE_TIMEOUT_S = 10.0  # the same after an error or a signal

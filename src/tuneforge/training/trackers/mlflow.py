@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...rundir import MLFLOW_ARTIFACTS, MLFLOW_STORE
 from .base import Tracker, TrackerRun, flat_params, metrics_of, model_files, sanitize
 
-LOCAL_STORE, LOCAL_ARTIFACTS = "mlflow.db", "mlflow-artifacts"
+LOCAL_STORE, LOCAL_ARTIFACTS = MLFLOW_STORE, MLFLOW_ARTIFACTS  # in the run directory
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one parameter value
 BATCH = 100  # log_batch takes at most 100 parameters (and 1000 metrics) per call
 OUTPUT_REFERENCE = "tuneforge_output.json"

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...rundir import TENSORBOARD_DIR
 from .base import Tracker, TrackerRun, flat_params, metrics_of
-
-TENSORBOARD_DIR = "tensorboard"
 
 
 class TensorBoardTracker(Tracker):

@@ -2,6 +2,11 @@
 "use strict";
 window.TF = window.TF || {};
 
+/** The pages' words from their Python owners (console/vocabulary.py, rendered by base.html): task statuses and
+    what they allow, methods, strategies, how a metric is written, every config key's default. No script here
+    spells its own copy of them. */
+TF.V = JSON.parse(document.getElementById("tf-vocabulary").textContent);
+
 /** Call the JSON API; resolves with the parsed body, rejects with an Error carrying the API's "detail". */
 TF.api = async function (method, path, body) {
   const opts = { method: method, headers: { "Accept": "application/json" } };
@@ -125,8 +130,14 @@ TF.yaml = function (obj) {
 /** Status badge HTML. */
 TF.badge = function (status) { return '<span class="badge ' + TF.esc(status) + '">' + TF.esc(status) + "</span>"; };
 
-TF.ACTIVE = ["queued", "running"];
-TF.isActive = function (task) { return TF.ACTIVE.indexOf(task.status) >= 0; };
+TF.isActive = function (task) { return TF.V.task_statuses.active.indexOf(task.status) >= 0; };
+TF.isResumable = function (task) { return TF.V.task_statuses.resumable.indexOf(task.status) >= 0; };
+TF.isQueued = function (task) { return task.status === TF.V.task_statuses.queued; };
+TF.isRunning = function (task) { return task.status === TF.V.task_statuses.running; };
+TF.isSucceeded = function (task) { return task.status === TF.V.task_statuses.succeeded; };
+/** Whether a task's command (an export, an evaluation) is still running, or ended in failure. */
+TF.commandRunning = function (st) { return st.state === TF.V.command_states.running; };
+TF.commandFailed = function (st) { return st.state === TF.V.command_states.failed; };
 
 /** Run task actions (stop / resume / clone / delete) from any page; resolves with the API answer. */
 TF.taskAction = async function (id, action) {
@@ -138,14 +149,19 @@ TF.taskAction = async function (id, action) {
   return TF.api("POST", "/api/tasks/" + encodeURIComponent(id) + "/" + action);
 };
 
-/** "Full", "LoRA", "QLoRA 4-bit", "QLoRA 8-bit" from a task's config. */
-TF.methodLabel = function (c) {
-  c = c || {};
-  if (c.lora_dim === 0) return "Full";
-  if (c.load_in_4bit) return "QLoRA 4-bit";
-  if (c.load_in_8bit) return "QLoRA 8-bit";
-  return "LoRA";
+/** A task's config with every key it leaves unset at its default: what the run uses. */
+TF.resolved = function (c) { return Object.assign({}, TF.V.config_defaults, c || {}); };
+/** A config's method ({value, label, keys}): the first of TF.V.methods whose keys it has, else the one that sets
+    none (the config's default method). */
+TF.methodOf = function (c) {
+  const r = TF.resolved(c);
+  const setting = TF.V.methods.filter(function (m) { return Object.keys(m.keys).length > 0; });
+  const found = setting.filter(function (m) {
+    return Object.keys(m.keys).every(function (k) { return r[k] === m.keys[k]; });
+  })[0];
+  return found || TF.V.methods.filter(function (m) { return Object.keys(m.keys).length === 0; })[0];
 };
+TF.methodLabel = function (c) { return TF.methodOf(c).label; };
 
 /** Elapsed seconds over every attempt (earlier attempts plus this one, until now or its end), this attempt's
     own seconds, and for a running task the ETA from the measured time per step (progress.json). */
@@ -155,8 +171,8 @@ TF.taskTimes = function (t) {
   const attempt = Math.max(0, (end !== null ? end : Date.now() / 1000) - start);
   const p = t.progress || {};
   let eta = null;
-  if (t.status === "running" && TF.num(p.eta_s)) eta = p.eta_s;
-  else if (t.status === "running" && TF.num(p.fraction) && p.fraction > 0.01 && p.fraction < 1) eta = attempt * (1 - p.fraction) / p.fraction;
+  if (TF.isRunning(t) && TF.num(p.eta_s)) eta = p.eta_s;
+  else if (TF.isRunning(t) && TF.num(p.fraction) && p.fraction > 0.01 && p.fraction < 1) eta = attempt * (1 - p.fraction) / p.fraction;
   return { elapsed: attempt + (TF.num(t.earlier_attempts_s) ? t.earlier_attempts_s : 0), attempt: attempt, eta: eta };
 };
 
@@ -165,7 +181,7 @@ TF.stepText = function (t) {
   const p = t.progress || {};
   if (!TF.num(p.step)) return "";
   let text = "step " + p.step + (TF.num(p.total_steps) ? " / " + p.total_steps : "");
-  if (TF.num(p.checkpoint_step) && !TF.isActive(t) && t.status !== "succeeded" && p.checkpoint_step !== p.step) {
+  if (TF.num(p.checkpoint_step) && !TF.isActive(t) && !TF.isSucceeded(t) && p.checkpoint_step !== p.step) {
     text += " (resumes from step " + p.checkpoint_step + ")";
   }
   return text;
@@ -189,10 +205,19 @@ TF.estimateHtml = function (est) {
   return html || '<p class="muted">No estimate.</p>';
 };
 
-/** The best metric with its unit: losses and rewards in nats, accuracies in %. */
+/** How a metric named `name` is written ({unit, scale, digits}): the first of TF.V.metric_formats whose text is
+    part of the name. */
+TF.metricFormat = function (name) {
+  name = name || "";
+  return TF.V.metric_formats.filter(function (f) { return name.indexOf(f.contains) >= 0; })[0];
+};
+/** A metric's value with its unit, e.g. "0.1234 nats" or "87.5 %" ("– nats" when not a number). */
+TF.metricValue = function (value, name) {
+  const f = TF.metricFormat(name);
+  return TF.fixed(TF.num(value) ? value * f.scale : value, f.digits) + " " + f.unit;
+};
+/** The best metric with its unit and name, e.g. "0.1234 nats (eval_loss)". */
 TF.metric = function (value, name) {
   if (!TF.num(value)) return "–";
-  name = name || "";
-  if (/accurac/.test(name)) return (value * 100).toFixed(1) + " % (" + name + ")";
-  return value.toFixed(4) + " nats (" + name + ")";
+  return TF.metricValue(value, name) + " (" + (name || "") + ")";
 };

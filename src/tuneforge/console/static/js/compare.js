@@ -7,9 +7,9 @@
     return new TF.Chart(name, box, { unit: unit, format: fmt, xKind: xKind, series: [],
       yMin0: name !== "closs" && name !== "ceval", emptyText: box.dataset.empty });
   };
-  const nats = function (v) { return TF.fixed(v, 4) + " nats"; };
+  const lossUnit = TF.metricFormat("loss").unit, lossFmt = function (v) { return TF.metricValue(v, "loss"); };
   const charts = {
-    loss: mk("closs", "chart-closs", "nats", nats), eval: mk("ceval", "chart-ceval", "nats", nats),
+    loss: mk("closs", "chart-closs", lossUnit, lossFmt), eval: mk("ceval", "chart-ceval", lossUnit, lossFmt),
     lr: mk("clr", "chart-clr", "", TF.sci), tps: mk("ctps", "chart-ctps", "tokens/s", TF.rate),
     host: mk("chost", "chart-chost", "GiB", TF.gib, "time"), gpu: mk("cgpu", "chart-cgpu", "GiB", TF.gib, "time"),
   };

@@ -9,7 +9,7 @@
 
   function params() {
     const q = new URLSearchParams({
-      model: document.getElementById("s-model").value.trim() || "builtin:toy",
+      model: document.getElementById("s-model").value.trim() || TF.V.builtin_model,
       training_strategy: document.getElementById("s-strategy").value,
       seq_length: document.getElementById("s-seq").value.trim() || "1024",
       apply_chat_template: String(document.getElementById("s-template").checked),

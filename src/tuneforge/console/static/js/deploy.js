@@ -24,8 +24,8 @@
       for (;;) {
         await new Promise(function (r) { setTimeout(r, 2000); });
         const st = await TF.api("GET", url);
-        if (st.state === "running") continue;
-        if (st.state === "failed") throw new Error("The export failed: " + (st.error || "see " + st.log));
+        if (TF.commandRunning(st)) continue;
+        if (TF.commandFailed(st)) throw new Error("The export failed: " + (st.error || "see " + st.log));
         TF.notify("Exported: " + st.exports.map(function (e) { return e.dir; }).join(", ") + ".");
         if (window.tfTask && window.tfTask.refreshOutputs) window.tfTask.refreshOutputs();
         break;

@@ -24,8 +24,8 @@
         state.textContent = "Evaluating… (greedy answers for every row; minutes on a CPU)";
         await new Promise(function (r) { setTimeout(r, 2000); });
         const st = await TF.api("GET", url);
-        if (st.state === "running") continue;
-        if (st.state === "failed") throw new Error("The evaluation failed: " + (st.error || "see " + st.log));
+        if (TF.commandRunning(st)) continue;
+        if (TF.commandFailed(st)) throw new Error("The evaluation failed: " + (st.error || "see " + st.log));
         window.location.href = window.location.pathname;  // the newest evaluation is shown first
         return;
       }

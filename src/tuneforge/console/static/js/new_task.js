@@ -5,9 +5,7 @@
   const form = document.getElementById("task-form");
   const meta = JSON.parse(document.getElementById("form-data").textContent);
   const defaults = meta.defaults;
-  const GUIDE = ["learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "seq_length", "lora_dim", "lora_alpha", "dpo_beta", "load_in_4bit", "load_in_8bit", "apply_chat_template", "system_prompt"];
-  const TOP = ["training_strategy", "model", "train_data", "validation_data", "validation_split"];
+  const GUIDE = meta.keys.guide, TOP = meta.keys.top;  // console/fields.py: form_keys()
   const field = function (key) { return document.getElementById("f-" + key); };
   let seq = 0, timer = null;
 
@@ -41,7 +39,8 @@
   function collect() {
     const cfg = {};
     cfg.training_strategy = form.querySelector('input[name="training_strategy"]:checked').value;
-    ["model", "train_data", "validation_data", "validation_split"].forEach(function (k) {
+    TOP.forEach(function (k) {
+      if (k === "training_strategy") return;  // the radio buttons above
       const v = valueOf(field(k));
       if (v !== null && v !== "" && !(k === "validation_split" && v === 0)) cfg[k] = v;
     });
@@ -60,18 +59,29 @@
   }
 
   // -- method <-> lora_dim / load_in_*bit ------------------------------------------------------------------------
+  // The keys that decide the method (TF.V.methods: e.g. lora_dim 0 is full-parameter training).
+  const METHOD_KEYS = [];
+  TF.V.methods.forEach(function (m) {
+    Object.keys(m.keys).forEach(function (k) { if (METHOD_KEYS.indexOf(k) < 0) METHOD_KEYS.push(k); });
+  });
+  function setValue(el, v) { if (el.dataset.kind === "bool") el.checked = v; else el.value = String(v); }
   function methodFromKeys() {
-    const dim = valueOf(field("lora_dim"));
-    const m = dim === 0 ? "full" : field("load_in_4bit").checked ? "qlora4" : field("load_in_8bit").checked ? "qlora8" : "lora";
+    const cfg = {};
+    METHOD_KEYS.forEach(function (k) { cfg[k] = valueOf(field(k)); });
+    const m = TF.methodOf(cfg).value;
     form.querySelector('input[name="method"][value="' + m + '"]').checked = true;
-    field("lora_alpha").disabled = dim === 0;
+    field("lora_alpha").disabled = valueOf(field("lora_dim")) === 0;
   }
-  function keysFromMethod(m) {
-    if (m === "full") field("lora_dim").value = "0";
-    else if (valueOf(field("lora_dim")) === 0) field("lora_dim").value = "32";
-    field("load_in_4bit").checked = m === "qlora4";
-    field("load_in_8bit").checked = m === "qlora8";
-    field("lora_alpha").disabled = m === "full";
+  function keysFromMethod(value) {
+    const chosen = TF.V.methods.filter(function (m) { return m.value === value; })[0];
+    TF.V.methods.forEach(function (m) {
+      Object.keys(m.keys).forEach(function (k) {
+        if (k in chosen.keys) setValue(field(k), chosen.keys[k]);
+        // a value that would mean another method goes back to its default (a LoRA rank of 0 means full)
+        else if (same(valueOf(field(k)), m.keys[k])) setValue(field(k), defaults[k]);
+      });
+    });
+    field("lora_alpha").disabled = valueOf(field("lora_dim")) === 0;
   }
   function strategyChanged() {
     const strategy = form.querySelector('input[name="training_strategy"]:checked').value;
@@ -172,7 +182,7 @@
 
   form.addEventListener("input", function (ev) {
     if (ev.target.name === "method") keysFromMethod(ev.target.value);
-    if (["f-lora_dim", "f-load_in_4bit", "f-load_in_8bit"].indexOf(ev.target.id) >= 0) methodFromKeys();
+    if (METHOD_KEYS.indexOf(ev.target.dataset.key) >= 0) methodFromKeys();
     if (ev.target.name === "training_strategy" || ev.target.id === "f-train_data") strategyChanged();
     schedule();
   });
@@ -212,7 +222,7 @@
     const cfg = collect();
     // an invalid seq_length being typed must not turn into a request error: the statistics use a valid one
     const seq = Number.isInteger(cfg.seq_length) && cfg.seq_length > 0 ? cfg.seq_length : 1024;
-    const q = new URLSearchParams({ model: cfg.model || "builtin:toy", training_strategy: cfg.training_strategy,
+    const q = new URLSearchParams({ model: cfg.model || TF.V.builtin_model, training_strategy: cfg.training_strategy,
       seq_length: String(seq), apply_chat_template: String(cfg.apply_chat_template !== false) });
     if (cfg.system_prompt) q.set("system_prompt", cfg.system_prompt);
     this.disabled = true;
@@ -228,6 +238,7 @@
     this.disabled = false;
   });
 
+  window.tfNewTask = { collect: collect, gpusValue: gpusValue };  // the Sweep option (new_task_sweep.js) reads them
   methodFromKeys();
   strategyChanged();
   validate();

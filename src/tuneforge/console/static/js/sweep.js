@@ -5,11 +5,10 @@
 (function () {
   let sweep = JSON.parse(document.getElementById("sweep-data").textContent);
   const keys = Object.keys(sweep.space || {});
-  const isPct = /accurac/.test(sweep.metric);
-  const unit = isPct ? "%" : "nats";
-  const fmtMetric = function (v) { return TF.num(v) ? (isPct ? (v * 100).toFixed(1) + " %" : v.toFixed(4) + " nats") : "–"; };
-  const chart = new TF.Chart("sweval", document.getElementById("chart-sweval"), {  // accuracies drawn in %
-    unit: unit, format: function (v) { return isPct ? TF.fixed(v, 1) + " %" : fmtMetric(v); }, series: [], emptyText: "No evaluation yet." });
+  const mf = TF.metricFormat(sweep.metric);  // its unit, scale and digits (TF.V.metric_formats)
+  const fmtMetric = function (v) { return TF.num(v) ? TF.metricValue(v, sweep.metric) : "–"; };
+  const chart = new TF.Chart("sweval", document.getElementById("chart-sweval"), {  // drawn scaled: accuracies in %
+    unit: mf.unit, format: function (v) { return TF.fixed(v, mf.digits) + " " + mf.unit; }, series: [], emptyText: "No evaluation yet." });
   const state = window.tfSweep = { sweep: sweep, scatter: [], curves: {}, loaded: 0 };
   const param = function (v) { return TF.num(v) ? TF.sci(v) : TF.yamlScalar(v); };
   const labelOf = function (t) {
@@ -49,6 +48,7 @@
       keys.map(function (k) { return "<code>" + TF.esc(k + "=" + param(w.params[k])) + "</code>"; }).join(" ") +
       " · best " + TF.esc(sweep.metric) + ' <strong id="winner-metric">' + fmtMetric(w.best_metric) + "</strong>";
     document.getElementById("deploy-button").dataset.task = w.id;
+    document.getElementById("export-button").dataset.task = w.id;  // deploy.js: the task page's Export GGUF
     document.getElementById("winner-clone").href = "/tasks/new?clone=" + w.id;
     document.getElementById("winner-open").href = "/tasks/" + w.id;
     document.getElementById("winner-compare").href = "/compare?ids=" + sweep.trials.map(function (t) { return t.id; }).join(",");
@@ -69,7 +69,7 @@
     const points = [];
     rows.forEach(function (r) {
       const v = r[sweep.metric];
-      if (TF.num(r.step) && TF.num(v)) { chart.put(r.step, idx, isPct ? v * 100 : v); points.push([r.step, v]); }
+      if (TF.num(r.step) && TF.num(v)) { chart.put(r.step, idx, v * mf.scale); points.push([r.step, v]); }
     });
     state.curves[t.id] = points;
   }

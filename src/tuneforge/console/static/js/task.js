@@ -12,9 +12,17 @@
   let source = null, retry = null;
 
   // -- charts ------------------------------------------------------------------------------------------------
-  const lossFmt = function (v) { return TF.fixed(v, 4) + " nats"; };
+  // GPU utilisation, temperature and power (resources.jsonl's gpu{i}_util, gpu{i}_temperature_c, gpu{i}_power_w,
+  // sampled by NVML): one series per GPU; a run without them (a CPU machine) leaves the charts saying so.
+  function gpuActivityChart(name, unit, digits) {
+    return new TF.Chart(name, document.getElementById("chart-" + name), { unit: unit, xKind: "time", yMin0: true,
+      format: function (v) { return TF.fixed(v, digits) + " " + unit; }, series: [],
+      emptyText: "No GPU: this task's samples have no NVML readings (a CPU-only machine or no NVIDIA driver)." });
+  }
+  const GPU_ACTIVITY = [["util", "gpu-util"], ["temperature_c", "gpu-temp"], ["power_w", "gpu-power"]];
+  const lossFmt = function (v) { return TF.metricValue(v, "loss"); };
   const charts = {
-    loss: new TF.Chart("loss", document.getElementById("chart-loss"), { unit: "nats", format: lossFmt,
+    loss: new TF.Chart("loss", document.getElementById("chart-loss"), { unit: TF.metricFormat("loss").unit, format: lossFmt,
       series: [{ label: "training loss" }, { label: "eval loss", color: "#d9480f" }] }),
     lr: new TF.Chart("lr", document.getElementById("chart-lr"), { unit: "", yMin0: true,
       format: function (v) { return TF.sci(v); }, series: [{ label: "learning rate", color: "#862e9c" }] }),
@@ -22,6 +30,9 @@
       format: TF.rate, series: [{ label: "tokens/s", color: "#2b8a3e" }] }),
     gpu: new TF.Chart("gpu", document.getElementById("chart-gpu"), { unit: "GiB", xKind: "time", yMin0: true,
       format: TF.gib, series: [], emptyText: "No GPU samples: on a machine without a GPU the run uses host memory only." }),
+    "gpu-util": gpuActivityChart("gpu-util", "%", 0),
+    "gpu-temp": gpuActivityChart("gpu-temp", "°C", 0),
+    "gpu-power": gpuActivityChart("gpu-power", "W", 1),
     host: new TF.Chart("host", document.getElementById("chart-host"), { unit: "GiB", xKind: "time", yMin0: true,
       format: TF.gib, series: [{ label: "task (RSS)", color: "#2456c7" }, { label: "all processes", color: "#e67700" },
         { label: "host total", color: "#555", dash: [6, 4], width: 1.5 }] }),
@@ -30,7 +41,7 @@
   const STRATEGY = JSON.parse(document.getElementById("strategy-charts").textContent);
   const PALETTE = ["#2456c7", "#d9480f", "#2b8a3e", "#e67700", "#862e9c", "#c2255c", "#0b7285"];
   STRATEGY.forEach(function (ch) {
-    const unit = ch.unit, digits = unit === "%" ? 1 : 3;
+    const unit = ch.unit, digits = ch.digits;
     const fmt = function (v) { return TF.fixed(v, digits) + (unit ? " " + unit : ""); };
     const fixed = ch.series.filter(function (s) { return s[1].indexOf("*") < 0; });
     charts[ch.id] = new TF.Chart(ch.id, document.getElementById("chart-" + ch.id), { unit: unit, format: fmt,
@@ -101,6 +112,10 @@
       const g = m[1], color = TF.PALETTE[(+g) % TF.PALETTE.length];
       charts.gpu.put(x, charts.gpu.ensureSeries("GPU " + g + " used", color), r[k]);
       if (TF.num(r["gpu" + g + "_total_gib"])) charts.gpu.put(x, charts.gpu.ensureSeries("GPU " + g + " total", color, [6, 4]), r["gpu" + g + "_total_gib"]);
+      GPU_ACTIVITY.forEach(function (a) {
+        const v = r["gpu" + g + "_" + a[0]];
+        if (TF.num(v)) charts[a[1]].put(x, charts[a[1]].ensureSeries("GPU " + g, color), v);
+      });
     });
     applyFit();
   }
@@ -135,7 +150,7 @@
     document.getElementById("task-status").innerHTML = TF.badge(t.status);
     document.getElementById("task-method").textContent = TF.methodLabel(t.config);
     const p = t.progress || {};
-    const frac = TF.num(p.fraction) ? p.fraction : (t.status === "succeeded" ? 1 : 0);
+    const frac = TF.num(p.fraction) ? p.fraction : (TF.isSucceeded(t) ? 1 : 0);
     const bar = document.getElementById("task-progress");
     bar.setAttribute("aria-valuenow", String(Math.round(frac * 100)));
     bar.firstElementChild.style.width = (frac * 100).toFixed(1) + "%";
@@ -154,9 +169,12 @@
     const err = document.getElementById("task-error");
     err.hidden = !t.error;
     err.textContent = t.error || "";
+    const waiting = document.getElementById("task-waiting");  // the memory-aware queue's reason (placement.py)
+    waiting.hidden = !(TF.isQueued(t) && t.wait_reason);
+    waiting.textContent = t.wait_reason || "";
     const active = TF.isActive(t);
     document.querySelector('[data-act="stop"]').disabled = !active || t.stop_requested;
-    document.querySelector('[data-act="resume"]').disabled = ["stopped", "interrupted", "failed"].indexOf(t.status) < 0;
+    document.querySelector('[data-act="resume"]').disabled = !TF.isResumable(t);
     document.querySelector('[data-act="delete"]').disabled = active;
   }
 
@@ -174,32 +192,36 @@
     } catch (e) { TF.notify(e.message, true); btn.disabled = false; }
   });
 
-  /** The outputs list as the server renders it now (the run just finished: its adapter is there). */
+  /** The outputs list (GET /api/tasks/ID/outputs: name, kind, size with its unit, what it is, download route). */
+  function showOutputs(view) {
+    // a finished model appears: Deploy, Chat and Export become available without a reload
+    ["deploy-button", "chat-link", "export-button"].forEach(function (elId) {
+      const el = document.getElementById(elId);
+      if (el) el.hidden = !view.has_model;
+    });
+    const box = document.getElementById("outputs-list");
+    if (!view.files.length) {
+      box.innerHTML = '<p class="empty">No files yet: the run directory fills once the task starts.</p>';
+      return;
+    }
+    const rows = view.files.map(function (f) {
+      const name = f.url ? '<a href="' + TF.esc(f.url) + '" download><code>' + TF.esc(f.name) + "</code></a>"
+        : "<code>" + TF.esc(f.name) + "/</code>";
+      return '<tr><td data-label="File">' + name + '</td><td data-label="Size" class="num">' +
+        TF.esc(f.kind === "folder" ? "folder" : f.size) + '</td><td data-label="What" class="small muted">' +
+        TF.esc(f.description) + "</td></tr>";
+    });
+    box.innerHTML = '<table class="responsive"><thead><tr><th>File</th><th class="num">Size</th><th>What</th></tr>' +
+      "</thead><tbody>" + rows.join("") + '</tbody></table><p class="small muted">This list is refreshed while the ' +
+      "task runs and when it ends.</p>";
+  }
+
   async function refreshOutputs() {
-    try {
-      const res = await fetch(window.location.pathname, { headers: { "Accept": "text/html" } });
-      if (!res.ok) return;
-      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
-      // a finished model appears: Deploy and Chat become available without a reload
-      ["deploy-button", "chat-link", "export-button"].forEach(function (elId) {
-        const now = doc.getElementById(elId), mine = document.getElementById(elId);
-        if (now && mine) mine.hidden = now.hidden;
-      });
-      const fresh = doc.getElementById("outputs");
-      if (!fresh) return;
-      document.getElementById("outputs").replaceWith(fresh);
-      showSizes();
-      document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
-    } catch (e) { /* the list stays as it was; a reload shows the new one */ }
+    try { showOutputs(await TF.api("GET", base + "/outputs")); }
+    catch (e) { /* the list stays as it was; a reload shows the new one */ }
   }
 
   window.tfTask = { refreshOutputs: refreshOutputs };
-
-  function showSizes() {
-    document.querySelectorAll("#outputs td[data-bytes]").forEach(function (td) {
-      if (td.dataset.bytes !== "") td.textContent = TF.bytes(Number(td.dataset.bytes));
-    });
-  }
 
   // -- loading and the live stream ---------------------------------------------------------------------------------
   function resetMetrics() {
@@ -283,7 +305,7 @@
     try {
       const t = await TF.api("GET", base);
       showTask(t);
-      if (t.status === "running" || !TF.isActive(t)) { live.reconnects = (live.reconnects || 0) + 1; connect(); }
+      if (TF.isRunning(t) || !TF.isActive(t)) { live.reconnects = (live.reconnects || 0) + 1; connect(); }
       lastEventAt = Date.now();
     } catch (e) { /* the service is unreachable: the next tick tries again */ }
   }, 5000);
@@ -306,7 +328,7 @@
   showConfig();
   document.getElementById("copy-config").addEventListener("click", function () { TF.copy(TF.yaml(shownConfig())); });
   document.getElementById("copy-run-dir").addEventListener("click", function () { TF.copy(task.run_dir || ""); });
-  showSizes();
+  showOutputs(JSON.parse(document.getElementById("task-outputs").textContent));
   showTask(task);
   setInterval(function () { showTask(task); }, 1000);  // elapsed time and ETA tick between events
   // checkpoints appear while the task runs: keep the outputs list current (and catch a status change)

@@ -15,26 +15,27 @@
   function actions(t) {
     const out = [];
     if (TF.isActive(t)) out.push('<button type="button" data-act="stop">Stop</button>');
-    if (["stopped", "interrupted", "failed"].indexOf(t.status) >= 0) out.push('<button type="button" data-act="resume">Resume</button>');
+    if (TF.isResumable(t)) out.push('<button type="button" data-act="resume">Resume</button>');
     out.push('<button type="button" data-act="clone" title="Open the new-task form with this task\'s settings">Clone</button>');
     if (!TF.isActive(t)) out.push('<button type="button" class="danger" data-act="delete">Delete</button>');
     return '<div class="actions">' + out.join("") + "</div>";
   }
 
   function row(t) {
-    const c = t.config || {};
+    const c = TF.resolved(t.config);  // a key the task leaves unset shows its default, as the run used it
     const p = t.progress || {};
-    const frac = TF.num(p.fraction) ? p.fraction : (t.status === "succeeded" ? 1 : 0);
+    const frac = TF.num(p.fraction) ? p.fraction : (TF.isSucceeded(t) ? 1 : 0);
     const stepText = TF.stepText(t);
     const times = TF.taskTimes(t);
     const best = TF.esc(TF.metric(t.best_metric, t.best_metric_name));
     return '<tr data-id="' + t.id + '">' +
       cell("select", '<input type="checkbox" aria-label="select task ' + TF.esc(t.name || t.id) + ' for comparison"' + (selected.has(String(t.id)) ? " checked" : "") + ">") +
       cell("Name", '<a href="/tasks/' + t.id + '">' + TF.esc(t.name || ("task " + t.id)) + '</a> <span class="muted small">#' + t.id + "</span>") +
-      cell("Strategy", TF.esc((c.training_strategy || "sft").toUpperCase())) +
+      cell("Strategy", TF.esc(String(c.training_strategy).toUpperCase())) +
       cell("Method", TF.esc(TF.methodLabel(c))) +
-      cell("Model", "<code>" + TF.esc(c.model || "") + "</code>") +
-      cell("Status", TF.badge(t.status) + (t.error ? '<div class="small muted">' + TF.esc(t.error).slice(0, 140) + "</div>" : "")) +
+      cell("Model", "<code>" + TF.esc(c.model) + "</code>") +
+      cell("Status", TF.badge(t.status) + (t.error ? '<div class="small muted">' + TF.esc(t.error).slice(0, 140) + "</div>" : "") +
+        (TF.isQueued(t) && t.wait_reason ? '<div class="small muted wait-reason">' + TF.esc(t.wait_reason) + "</div>" : "")) +
       cell("Progress", '<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="' + Math.round(frac * 100) + '"><div style="width:' + (frac * 100).toFixed(1) + '%"></div></div><div class="small muted">' + TF.pct(frac) + (stepText ? " · " + stepText : "") + "</div>") +
       cell("Elapsed / ETA", TF.duration(times.elapsed) + (TF.num(times.eta) ? '<div class="small muted">ETA ' + TF.duration(times.eta) + "</div>" : ""), "num") +
       cell("Best eval", best, "num") +
@@ -48,7 +49,7 @@
     return tasks.filter(function (t) {
       if (s && t.status !== s) return false;
       if (!q) return true;
-      return ((t.name || "") + " " + ((t.config || {}).model || "") + " #" + t.id).toLowerCase().indexOf(q) >= 0;
+      return ((t.name || "") + " " + TF.resolved(t.config).model + " #" + t.id).toLowerCase().indexOf(q) >= 0;
     });
   }
 

@@ -1,4 +1,5 @@
-"""What a run leaves behind: the adapter or full model, the tokenizer, the resolved config, a model card."""
+"""Writing what a run leaves behind (the adapter or full model, the tokenizer, the resolved config, a model card)
+and the trainable weights of checkpoints and the best snapshot (saved, and loaded back)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,10 @@ from torch import nn
 
 from .config import TrainConfig
 from .errors import ConfigError
+from .rundir import BEST_DIR, CONFIG_FILE, MANIFEST, METRICS_FILE, MODEL_CARD
 from .storage import writing
 
-CONFIG_FILE = "tuneforge_config.yaml"
-MODEL_CARD = "README.md"
-SNAPSHOT_DIR = "checkpoint-best"  # its files are verified against its manifest before they are loaded
+SNAPSHOT_DIR = BEST_DIR  # its files are verified against its manifest before they are loaded
 
 
 def point_adapter_at_base(model: nn.Module, base_name: str) -> None:
@@ -73,7 +73,7 @@ def save_trainable(model: nn.Module, path: Path) -> None:
 
 def verify_against_manifest(path: Path) -> None:
     """A snapshot file is loaded only when its directory's manifest lists it with this size and sha256."""
-    manifest = path.parent / "manifest.json"
+    manifest = path.parent / MANIFEST
     try:
         meta = json.loads(manifest.read_text(encoding="utf-8"))["files"][path.name]
         size, digest = int(meta["size"]), str(meta["sha256"])
@@ -118,7 +118,7 @@ def write_model_card(directory: Path, cfg: TrainConfig, base_name: str, facts: d
             f"- training data: `{cfg.train_data}`\n- validation data: "
             f"`{cfg.validation_data or (f'{cfg.validation_split:.0%} of the training data' if cfg.validation_split else 'none')}`\n\n"
             f"## Hyperparameters\n\n| key | value |\n|---|---|\n{rows}\n\nEvery key: `{CONFIG_FILE}`; "
-            f"every logged step and evaluation: `metrics.jsonl`.\n\n## Results\n\n{results}\n\n"
+            f"every logged step and evaluation: `{METRICS_FILE}`.\n\n## Results\n\n{results}\n\n"
             f"## Loading\n\n{loading}\n\nor in a terminal: `tuneforge chat {directory}`.\n")
     with writing(directory / MODEL_CARD):
         (directory / MODEL_CARD).write_text(text, encoding="utf-8")

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from tuneforge.training import sampler
-from tuneforge.training.sampler import BatchGeometry, epoch_steps, steps_per_epoch
+from tuneforge.training import batching
+from tuneforge.training.batching import BatchGeometry, epoch_steps, steps_per_epoch
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:
@@ -70,7 +70,7 @@ def test_grouping_cuts_padding():
 
 def test_grouped_steps_are_length_slices_hand_worked(monkeypatch):
     """One megabatch covering the epoch: the steps are consecutive slices of the rows sorted by length."""
-    monkeypatch.setattr(sampler, "MEGABATCH_STEPS", 4)
+    monkeypatch.setattr(batching, "MEGABATCH_STEPS", 4)
     lengths = [10, 80, 30, 70, 20, 60, 40, 50]  # distinct lengths: the slices are unique
     steps = epoch_steps(8, lengths, BatchGeometry(2, 1), seed=0, epoch=0, group_by_length=True)
     got = sorted(sorted(lengths[i] for i in step[0]) for step in steps)

@@ -1,5 +1,6 @@
-"""``tuneforge preview`` for GRPO: the first prompts as the model sees them, a few completions sampled from the
-starting weights (the draws the first epoch makes for those rows: same seeds), and each reward function's score.
+"""Preview rows for GRPO (``tuneforge preview``, the console's data preview): the first prompts as the model
+sees them, a few completions sampled from the starting weights (the draws the first epoch makes for those rows:
+same seeds), and each reward function's score. ``data/preview.py``'s ``ROW_BUILDERS`` calls it.
 
 Reward code runs here for the same reason it runs in training: it is named by the config the user passed.
 """
@@ -14,7 +15,7 @@ from ..data.prompts import build_prompt_data
 from ..models import inference
 from ..models.rollout import SamplingSettings, sample_completions
 from ..rewards import build_rewards, score
-from ..training.grpo import sample_seed
+from .grpo import sample_seed
 
 SHOWN_COMPLETIONS = 4  # per prompt (num_generations may be larger)
 
@@ -46,13 +47,3 @@ def grpo_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
         out.append({"source": row.where, "prompt": tokenizer.decode(row.ids), "columns": row.columns,
                     "completions": completions})
     return out
-
-
-def format_grpo_row(row: dict) -> list[str]:
-    lines = [f"prompt ({', '.join(f'{k}={v!r}' for k, v in row['columns'].items()) or 'no other column'}):",
-             row["prompt"]]
-    for k, c in enumerate(row["completions"], 1):
-        shown = ", ".join(f"{name}={'-' if v is None else f'{v:.3g}'}" for name, v in c["rewards"].items())
-        lines.append(f"--- completion {k} ({c['tokens']} tokens{', truncated' if c['truncated'] else ''}; {shown}):")
-        lines.append(c["text"])
-    return lines

@@ -20,19 +20,12 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..storage import writing
+from .names import CONFIG_FILE, LOCK, MARKER, RUN_FILES, RUN_PATTERNS
 
-MARKER = ".tuneforge-run"
-LOCK = ".tuneforge-lock"
-CONFIG_FILE = "tuneforge_config.yaml"  # written last: its presence means the run finished (outputs.CONFIG_FILE)
 
-# What a run writes at the top of its directory; ``overwrite_output_dir`` removes these and nothing else.
-# (Files of a task runner, e.g. train.log or resources.jsonl, stay.)
-RUN_FILES = ("metrics.jsonl", "progress.json", "generations.jsonl", CONFIG_FILE, "README.md", "training_curves.png", "adapter_config.json",
-             "adapter_model.safetensors", "config.json", "generation_config.json", "model.safetensors",
-             "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-             "chat_template.jinja", "vocab.json", "merges.txt", "added_tokens.json")
-# trackers.json: a fresh run starts new tracker runs (the trackers' own stores, e.g. mlflow.db, keep the old ones).
-RUN_PATTERNS = ("checkpoint-*", "model-*.safetensors", "tensorboard", "trackers.json")
+def is_finished(run_dir: str | Path) -> bool:
+    """The resolved config is written last: a run directory holding it is a finished run."""
+    return (Path(run_dir) / CONFIG_FILE).is_file()
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -142,18 +135,14 @@ def claim(output_dir: str | Path) -> RunLock:
         _refuse_foreign(out, "output_dir")
         with writing(out / MARKER):
             os.ftruncate(fd, 0)
-            os.write(fd, (json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n").encode())
+            holder = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            os.write(fd, (json.dumps(holder) + "\n").encode())
             if not is_run_dir(out):
                 _write_marker(out)
     except BaseException:
         lock.release()
         raise
     return lock
-
-
-def is_finished(out: Path) -> bool:
-    """The resolved config is written last: a run directory holding it is a finished run."""
-    return (out / CONFIG_FILE).is_file()
 
 
 def clear_run_files(out: Path) -> list[str]:

@@ -1,8 +1,13 @@
-"""What a task's run directory offers for download, and safe resolution of a requested file inside it."""
+"""What a run directory offers for download, and safe resolution of a requested file inside it.
+
+``list_outputs`` is what the console's outputs table and the service's outputs route show.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .names import (CONFIG_FILE, EXPORT_PREFIX, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_CONFIG_FILE)
 
 # Files a user comes for first (the trained weights and how to load them), listed before the rest.
 _FIRST = ("adapter_model.safetensors", "adapter_config.json", "model.safetensors", "config.json")
@@ -13,17 +18,22 @@ _DESCRIPTIONS = {
     "config.json": "model configuration",
     "tokenizer.json": "tokenizer", "tokenizer_config.json": "tokenizer configuration, with the chat template",
     "chat_template.jinja": "chat template",
-    "metrics.jsonl": "metrics, one JSON object per logging event",
-    "resources.jsonl": "host and GPU memory samples",
-    "train.log": "the training log",
-    "tuneforge_config.yaml": "the resolved config (written when training finished)",
-    "tuneforge_task.yaml": "the submitted task config",
+    METRICS_FILE: "metrics, one JSON object per logging event",
+    RESOURCES_FILE: "host and GPU memory samples",
+    LOG_FILE: "the training log",
+    CONFIG_FILE: "the resolved config (written when training finished)",
+    TASK_CONFIG_FILE: "the submitted task config",
 }
+_EXPORT_DESCRIPTIONS = {
+    ".gguf": "GGUF model for llama.cpp, Ollama, LM Studio (verified by reading it back)",
+    "Modelfile": "Ollama Modelfile (ollama create NAME -f Modelfile)", ".md": "how to run it",
+    ".json": "the verification: logits of the file against the run's model"}
 
 
 def list_outputs(run_dir: str | os.PathLike | None) -> list[dict]:
-    """Top-level files of the run directory (name, size in bytes, what it is); folders such as checkpoints are
-    listed without a size and are not downloadable as one file."""
+    """Top-level files of the run directory: ``{"name", "is_dir", "size_bytes", "description"}`` each, the
+    weights first. Folders such as checkpoints are listed without a size (not downloadable as one file); the
+    files of a GGUF export (``export-gguf-*/``) are listed too, by their path inside the run directory."""
     if not run_dir:
         return []
     root = Path(run_dir)
@@ -42,7 +52,7 @@ def list_outputs(run_dir: str | os.PathLike | None) -> list[dict]:
             continue
         out.append({"name": child.name, "is_dir": is_dir, "size_bytes": size,
                     "description": _DESCRIPTIONS.get(child.name, "folder" if is_dir else "")})
-        if is_dir and child.name.startswith("export-gguf-"):  # a verified GGUF export: its files, downloadable
+        if is_dir and child.name.startswith(EXPORT_PREFIX):  # a verified GGUF export: its files, downloadable
             out += _export_files(child)
     rank = {name: i for i, name in enumerate(_FIRST)}
     out.sort(key=lambda f: (f["is_dir"], rank.get(f["name"], len(rank)), f["name"]))
@@ -50,13 +60,10 @@ def list_outputs(run_dir: str | os.PathLike | None) -> list[dict]:
 
 
 def _export_files(folder: Path) -> list[dict]:
-    described = {".gguf": "GGUF model for llama.cpp, Ollama, LM Studio (verified by reading it back)",
-                 "Modelfile": "Ollama Modelfile (ollama create NAME -f Modelfile)", ".md": "how to run it",
-                 ".json": "the verification: logits of the file against the run's model"}
     files = []
     for f in sorted(folder.iterdir()):
         if f.is_file() and not f.name.startswith("."):
-            what = described.get(f.suffix) or described.get(f.name, "")
+            what = _EXPORT_DESCRIPTIONS.get(f.suffix) or _EXPORT_DESCRIPTIONS.get(f.name, "")
             files.append({"name": f"{folder.name}/{f.name}", "is_dir": False, "size_bytes": f.stat().st_size,
                           "description": what})
     return files

@@ -1,12 +1,12 @@
-"""The generation engine: one thread per model in memory, continuous batching on transformers.
+"""The continuous batcher: one generation thread per model in memory, batching on transformers.
 
-Requests wait in a queue; between two decoding steps the engine admits as many as fit in
+Requests wait in a queue; between two decoding steps the batcher admits as many as fit in
 ``max_batch_size`` sequences, runs their prompts through the model once (prefill), and merges their
 key/value cache into the running batch, so a new request does not wait for the longest one in flight.
 Finished and cancelled sequences leave the batch at the next step. Rows of one batch may use different
 adapters of the same base (peft's per-row ``adapter_names``).
 
-The engine never waits for a client: tokens go to an unbounded per-request queue on the server's event
+The batcher never waits for a client: tokens go to an unbounded per-request queue on the server's event
 loop, so a slow reader delays nobody else.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Event:
 
 
 class Sink:
-    """A request's events, delivered to an asyncio queue on the server's event loop from the engine thread."""
+    """A request's events, delivered to an asyncio queue on the server's event loop from the batcher's thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
@@ -51,7 +51,7 @@ class Sink:
         deliver([(self, event)])
 
     def cancel(self) -> None:
-        """The client is gone (or the request ended): the engine drops its sequences at the next step."""
+        """The client is gone (or the request ended): the batcher drops its sequences at the next step."""
         self._cancelled.set()
 
     @property
@@ -61,7 +61,7 @@ class Sink:
 
 def deliver(events: list[tuple[Sink, Event]]) -> None:
     """Hand events to their readers' event loops: one wake-up per loop for a whole decoding step (waking the
-    loop once per token and row cost a fifth of the engine thread's time)."""
+    loop once per token and row cost a fifth of the batcher thread's time)."""
     by_loop: dict[int, tuple[asyncio.AbstractEventLoop, list[tuple[Sink, Event]]]] = {}
     for sink, event in events:
         if not sink.cancelled:
@@ -157,12 +157,12 @@ def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:
 
 def _mergeable(cache) -> bool:
     """Caches of plain growing layers can be merged and trimmed; sliding-window or other layouts cannot,
-    so for those the engine admits new requests only when the batch is empty."""
+    so for those the batcher admits new requests only when the batch is empty."""
     layers = getattr(cache, "layers", None)
     return bool(layers) and all(type(layer).__name__ == "DynamicLayer" and layer.keys is not None for layer in layers)
 
 
-class Engine:
+class Batcher:
     """Generates for every served model that lives on one backbone."""
 
     def __init__(self, backbone: Backbone, max_batch_size: int = 8):
@@ -173,12 +173,12 @@ class Engine:
         self._closing = False
         self._batch = _Batch()
         self.cancelled = 0  # sequences dropped because their client left (for /health)
-        self._thread = threading.Thread(target=self._run, name="tuneforge-engine", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tuneforge-batcher", daemon=True)
         self._cache_arg = _cache_argument(backbone.model)
 
     # -- the server's side ---------------------------------------------------------------------------------
 
-    def start(self) -> "Engine":
+    def start(self) -> "Batcher":
         self._thread.start()
         return self
 
@@ -200,7 +200,7 @@ class Engine:
         return {"running": len(self._batch.rows), "waiting": sum(j.params.n for j in list(self._pending)),
                 "cancelled": self.cancelled}
 
-    # -- the engine thread -----------------------------------------------------------------------------------
+    # -- the batcher's thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
         with torch.inference_mode():

@@ -1,4 +1,5 @@
-"""Import the engine modules the request handlers use, once, under a lock, before requests are served.
+"""Pre-import the modules the request handlers use (transformers, models, data), once, under a lock,
+before requests are served.
 
 transformers resolves names lazily (``_LazyModule``): two request threads importing ``AutoTokenizer`` for the
 first time at once can see a half-initialised module and fail with ``ImportError: cannot import name
@@ -16,8 +17,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tuneforge.models.load", ()),
     ("tuneforge.models.memory", ()),
     ("tuneforge.data.formats", ()),
-    ("tuneforge.tools.preview", ()),
-    ("tuneforge.tools.stats", ()),
+    ("tuneforge.data.preview", ()),
+    ("tuneforge.data.stats", ()),
 )
 
 _lock = threading.Lock()
