@@ -28,6 +28,14 @@ RESUMABLE = (INTERRUPTED, STOPPED, FAILED)  # a resume queues these again from t
 # service started none for it.
 COMMAND_STATES = ("none", "running", "done", "failed")
 COMMAND_NONE, COMMAND_RUNNING, COMMAND_DONE, COMMAND_FAILED = COMMAND_STATES
+# Two more vocabularies that share words with the task statuses, spelled here too so that no module of the service
+# re-spells a status word (tests/unit/service/test_status_words.py): a deployment's states (deploy.py) and a
+# sweep's stored state (sweeps.py; active, or stopped by request).
+DEPLOYMENT_STATES = ("starting", "ready", "stopped", "failed")
+DEPLOY_STARTING, DEPLOY_READY, DEPLOY_STOPPED, DEPLOY_FAILED = DEPLOYMENT_STATES
+DEPLOY_LIVE = (DEPLOY_STARTING, DEPLOY_READY)  # a server process this service runs or waits for
+SWEEP_STATES = ("active", "stopped")
+SWEEP_ACTIVE, SWEEP_STOPPED = SWEEP_STATES
 
 
 def vocabulary() -> dict:

@@ -26,11 +26,13 @@ from .errors import BadRequest, Conflict, NotFound
 from .estimate import memory_estimate
 from .executors import Executor, make_executor
 from .paths import PathPolicy, PathRefused
+from .pruning import Pruner
 from .runfiles import summarize_run
 from .sampler import gpu_count
 from .settings import Settings
 from .store import Store, utc_now
 from .taskconfig import write_task_config
+from .worker import Capacity, Worker, WorkerHooks
 from ..rundir import CONFIG_FILE as FINISHED_MARKER  # written last by a run: its presence means finished
 from ..rundir import (GENERATIONS_FILE, LOG_FILE, METRICS_FILE, RESOURCES_FILE, init_run_dir, lock_holder, read_jsonl,
                       read_log)
@@ -76,17 +78,20 @@ class TaskService:
     """Tasks, datasets and models of one ``TUNEFORGE_HOME``; ``start()`` recovers tasks and starts the worker."""
 
     def __init__(self, settings: Settings, executor: Executor | None = None):
-        from .worker import Worker
-
         settings.make_dirs()
         self.settings = settings
         self.store = Store(settings.db_path)
         self.policy = PathPolicy(settings)
         self.executor = executor or make_executor(settings.executor, settings.ray_address)
-        self.gpus = gpu_count()
-        self.max_concurrent = settings.max_concurrent or max(1, self.gpus)
+        gpus = gpu_count()
+        self.capacity = Capacity(gpus=gpus, max_concurrent=settings.max_concurrent or max(1, gpus))
         self.changed = threading.Condition()  # notified whenever a task changes (event streams wait on it)
-        self.worker = Worker(self)
+        # The service builds its worker and hands it what it works with; the worker never reaches back here.
+        # The pruner stops a trial through the worker's stop path, so it reaches the worker when it prunes.
+        self.pruner = Pruner(self.store, lambda task: self.worker.request_stop(task), self.notify)
+        self.worker = Worker(self.store, self.executor, settings, self.capacity, WorkerHooks(
+            notify=self.notify, check_datasets=self.check_datasets, scan_runs=self.scan_runs,
+            sweep_pass=self.pruner.check))
         self.deployments = Deployments(self.store)
         self.exports = Exports()
         self.evaluations = Evaluations()
@@ -106,6 +111,24 @@ class TaskService:
     def notify(self) -> None:
         with self.changed:
             self.changed.notify_all()
+
+    @property
+    def gpus(self) -> int:
+        """The GPUs this service hands out (the worker reads the same ``capacity``)."""
+        return self.capacity.gpus
+
+    @gpus.setter
+    def gpus(self, value: int) -> None:
+        self.capacity.gpus = value
+
+    @property
+    def max_concurrent(self) -> int:
+        """How many tasks run at once (``--max-concurrent``; the worker reads the same ``capacity``)."""
+        return self.capacity.max_concurrent
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int) -> None:
+        self.capacity.max_concurrent = value
 
     # -- views ---------------------------------------------------------------------------------------------
 

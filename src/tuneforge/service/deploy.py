@@ -21,11 +21,11 @@ from typing import Any, Iterator
 import httpx
 import psutil
 
+from . import DEPLOY_FAILED, DEPLOY_LIVE as LIVE, DEPLOY_READY, DEPLOY_STARTING, DEPLOY_STOPPED
 from .errors import BadRequest, Conflict, NotFound, ServiceError
 from ..rundir import SERVE_LOG, log_error_line
 from .store import Store, utc_now
 
-LIVE = ("starting", "ready")
 STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL: a server holds no state worth waiting longer for
 MODEL_FILES = ("adapter_config.json", "config.json")  # a LoRA/QLoRA adapter, or a full model
 CHAT_TIMEOUT_S = 300.0
@@ -103,14 +103,14 @@ class Deployments:
         """At service start: a recorded live deployment whose process is gone is marked stopped."""
         for row in self.store.list_deployments(LIVE):
             if _process(row) is None:
-                self.store.update_deployment(row["task_id"], status="stopped", stopped_at=utc_now(),
+                self.store.update_deployment(row["task_id"], status=DEPLOY_STOPPED, stopped_at=utc_now(),
                                              error="its process was gone when the service started")
 
     def close(self) -> None:
         """At service shutdown: every live deployment is stopped (a server nobody can reach or stop is waste)."""
         for row in self.store.list_deployments(LIVE):
             self._terminate(row)
-            self.store.update_deployment(row["task_id"], status="stopped", stopped_at=utc_now(),
+            self.store.update_deployment(row["task_id"], status=DEPLOY_STOPPED, stopped_at=utc_now(),
                                          error="stopped with the service")
 
     # -- operations -------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Deployments:
         except psutil.Error:
             started = None
         self.store.upsert_deployment(task_id=task["id"], port=port, pid=proc.pid, proc_started=started,
-                                     status="starting", model=name, run_dir=str(run_dir), started_at=utc_now(),
+                                     status=DEPLOY_STARTING, model=name, run_dir=str(run_dir), started_at=utc_now(),
                                      ready_at=None, stopped_at=None, error=None)
         return self.get(task["id"])
 
@@ -166,7 +166,7 @@ class Deployments:
         row = self._refresh(row)
         if row["status"] in LIVE:
             self._terminate(row)
-            self.store.update_deployment(row["task_id"], status="stopped", stopped_at=utc_now())
+            self.store.update_deployment(row["task_id"], status=DEPLOY_STOPPED, stopped_at=utc_now())
         return self.get(task_id)
 
     def forget(self, task_id: int) -> None:
@@ -186,10 +186,10 @@ class Deployments:
                              "messages")
         if deployment is None:
             raise Conflict(f"task {task_id} is not deployed: deploy it first (POST /api/tasks/{task_id}/deploy).")
-        if deployment["status"] != "ready":
+        if deployment["status"] != DEPLOY_READY:
             raise Conflict(f"task {task_id}: its deployment is {deployment['status']}"
                            + (f" ({deployment['error']})" if deployment.get("error") else "")
-                           + ("; wait until it is ready." if deployment["status"] == "starting" else "; deploy it again."))
+                           + ("; wait until it is ready." if deployment["status"] == DEPLOY_STARTING else "; deploy it again."))
         return deployment
 
     def chat(self, task_id: int, body: Any) -> dict[str, Any]:
@@ -246,9 +246,9 @@ class Deployments:
             child.poll()  # reap it if it ended, so it is not left a zombie
         if _process(row) is None:
             why = log_error_line(Path(row["run_dir"]) / SERVE_LOG) or "its process ended"
-            self.store.update_deployment(row["task_id"], status="failed", stopped_at=utc_now(), error=why)
-        elif row["status"] == "starting" and self._healthy(row["port"]):
-            self.store.update_deployment(row["task_id"], status="ready", ready_at=utc_now())
+            self.store.update_deployment(row["task_id"], status=DEPLOY_FAILED, stopped_at=utc_now(), error=why)
+        elif row["status"] == DEPLOY_STARTING and self._healthy(row["port"]):
+            self.store.update_deployment(row["task_id"], status=DEPLOY_READY, ready_at=utc_now())
         return self.store.get_deployment(row["task_id"]) or row
 
     @staticmethod

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from . import RUNNING
 from ..rundir import METRICS_FILE, JsonlTail
 
 if TYPE_CHECKING:
-    from .core import TaskService
+    from .store import Store
 
 MIN_OTHERS = 2
 ASHA_ETA = 3
@@ -120,10 +121,12 @@ RULES: dict[str, Callable[..., str | None]] = {
 
 
 class Pruner:
-    """Follows the metrics of every trial of the sweeps that prune; ``check()`` runs once per worker pass."""
+    """Follows the metrics of every trial of the sweeps that prune; ``check()`` runs once per worker pass (the
+    service owns one and hands ``check`` to its worker as the sweep pass). It keeps its own state between passes
+    and stops a trial through ``request_stop`` (the worker's normal stop path), then calls ``notify``."""
 
-    def __init__(self, service: "TaskService"):
-        self.service = service
+    def __init__(self, store: "Store", request_stop: Callable[[dict], None], notify: Callable[[], None]):
+        self.store, self.request_stop, self.notify = store, request_stop, notify
         self._tails: dict[int, tuple[JsonlTail, History]] = {}
 
     def history(self, task: dict, metric: str) -> History:
@@ -140,8 +143,8 @@ class Pruner:
         return history
 
     def check(self) -> None:
-        store = self.service.store
-        running = [t for t in store.list_tasks("running") if t.get("sweep_id") is not None]
+        store = self.store
+        running = [t for t in store.list_tasks(RUNNING) if t.get("sweep_id") is not None]
         followed: set[int] = set()
         for sweep_id in sorted({t["sweep_id"] for t in running}):
             sweep = store.get_sweep(sweep_id)
@@ -153,7 +156,7 @@ class Pruner:
             histories = {t["id"]: self.history(t, sweep["metric"]) for t in trials}
             followed.update(histories)
             for task in trials:
-                if task["status"] != "running" or task.get("stop_requested") or task.get("stop_reason"):
+                if task["status"] != RUNNING or task.get("stop_requested") or task.get("stop_reason"):
                     continue  # stopping already, or pruned once and resumed by hand
                 total = (task.get("progress") or {}).get("total_steps")
                 if total and (histories[task["id"]].last_step or 0) >= total:
@@ -167,14 +170,6 @@ class Pruner:
 
     def prune(self, task: dict, reason: str) -> None:
         """Stop a trial as ``tuneforge tasks stop`` would, with the reason recorded first (one statement)."""
-        if self.service.store.update_task(task["id"], where_status=["running"], stop_requested=1, stop_reason=reason):
-            self.service.worker.request_stop(self.service.store.get_task(task["id"]))
-            self.service.notify()
-
-
-def sweep_pass(worker) -> None:
-    """The worker's hook: prune losing trials of running sweeps (one Pruner per worker, kept between passes)."""
-    pruner = getattr(worker, "_pruner", None)
-    if pruner is None:
-        pruner = worker._pruner = Pruner(worker.service)
-    pruner.check()
+        if self.store.update_task(task["id"], where_status=[RUNNING], stop_requested=1, stop_reason=reason):
+            self.request_stop(self.store.get_task(task["id"]))
+            self.notify()

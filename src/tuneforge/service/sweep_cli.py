@@ -105,6 +105,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = client.post("/api/sweeps", body)
     print(f"sweep {sweep['id']} queued: {sweep['name']} ({sweep['trial_count']} trials: tasks "
           f"{', '.join(str(t['id']) for t in sweep['trials'])})", flush=True)
+    if args.early_stop and client.get("/api/info").get("max_concurrent") == 1:
+        # Not an error, but the reason a sweep whose weak trials come first is never pruned.
+        print("note: this console runs one task at a time, so each trial is compared only with trials that "
+              "finished before it; start it with --max-concurrent N to compare trials side by side at the same "
+              "step (memory permitting)", flush=True)
     return wait(client, sweep["id"]) if args.wait else 0
 
 

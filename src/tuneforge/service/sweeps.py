@@ -27,6 +27,7 @@ from ..rundir import lower_is_better
 
 if TYPE_CHECKING:
     from .core import TaskService
+    from .store import Store
 
 MAX_TRIALS = 256  # one sweep queues at most this many tasks: a typo like 1,2,...,1000 x 5 keys is refused
 EARLY_STOP = ("median", "asha")
@@ -362,8 +363,8 @@ class SweepGate:
     """The queue's per-sweep limit: ``admit(task)`` says whether a queued trial may start now, counting the
     trials already running and those admitted in this pass."""
 
-    def __init__(self, service: "TaskService", running: list[dict]):
-        self.store = service.store
+    def __init__(self, store: "Store", running: list[dict]):
+        self.store = store
         self.limits: dict[int, int | None] = {}
         self.active: dict[int, int] = {}
         for task in running:

@@ -48,6 +48,7 @@ def test_a_sweep_prunes_the_loser_and_survives_a_restart(start_service, toy_data
         capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     sweep_id = int(re.search(r"sweep (\d+) queued", out.stdout).group(1))
+    assert "note: this console runs one task at a time" in out.stdout  # why weak trials that come first survive
     ids = [t["id"] for t in svc.get(f"/api/sweeps/{sweep_id}")["trials"]]
     assert len(ids) == 4
 

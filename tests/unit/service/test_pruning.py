@@ -3,7 +3,6 @@ trials to judge, and the Pruner following metrics.jsonl files (a resumed run rew
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 from tuneforge.service.pruning import History, Pruner, asha_decision, asha_rungs, median_decision
 
@@ -97,9 +96,7 @@ def test_pruner_follows_the_files_and_stops_the_loser_once(tmp_path):
         tasks.append({"id": i, "run_dir": str(run), "status": "succeeded" if i < 3 else "running", "sweep_id": 1})
     store = FakeStore(tasks, {"id": 1, "early_stop": "median", "metric": "eval_loss", "mode": "min", "grace_steps": 5})
     stopped = []
-    service = SimpleNamespace(store=store, notify=lambda: None)
-    service.worker = SimpleNamespace(request_stop=lambda task: stopped.append(task["id"]))
-    pruner = Pruner(service)
+    pruner = Pruner(store, request_stop=lambda task: stopped.append(task["id"]), notify=lambda: None)
     store.tasks[3]["progress"] = {"step": 10, "total_steps": 10}
     pruner.check()
     assert stopped == []  # its evaluation at step 10 is its last: it has finished, nothing to save by stopping it
@@ -119,7 +116,7 @@ def test_pruner_forgets_rows_a_resume_dropped(tmp_path):
     run.mkdir()
     write_metrics(run / "metrics.jsonl", [{"step": 2, "eval_loss": 1.0}, {"step": 4, "eval_loss": 0.9}])
     task = {"id": 1, "run_dir": str(run)}
-    pruner = Pruner(SimpleNamespace())
+    pruner = Pruner(None, request_stop=lambda task: None, notify=lambda: None)
     assert pruner.history(task, "eval_loss").points == [(2, 1.0), (4, 0.9)]
     write_metrics(run / "metrics.jsonl", [{"step": 2, "eval_loss": 1.0}])  # shorter: rewritten from a checkpoint
     assert pruner.history(task, "eval_loss").points == [(2, 1.0)]
