@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import FINAL_STATUSES
+from . import (DEPLOY_FAILED, DEPLOY_READY, DEPLOY_STARTING, DEPLOY_STOPPED, FINAL_STATUSES, QUEUED, RUNNING,
+               SUCCEEDED)
 from .client import ServiceClient
 from .sweep_cli import add_sweep
 
@@ -46,7 +47,7 @@ def local_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 
 def _exit_code(task: dict) -> int:
     """The task's outcome as ``tuneforge train`` would exit: 0 succeeded, its exit code when it failed, else 1."""
-    if task["status"] == "succeeded":
+    if task["status"] == SUCCEEDED:
         return 0
     code = task.get("exit_code")
     return code if isinstance(code, int) and code > 0 else 1
@@ -109,7 +110,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for key in ("id", "name", "status", "created_at", "started_at", "finished_at", "run_dir", "executor", "gpus",
                 "exit_code", "error"):
         print(f"{key:>14}: {_fmt(task.get(key))}")
-    if task["status"] == "queued" and task.get("wait_reason"):  # the memory-aware queue's reason (placement.py)
+    if task["status"] == QUEUED and task.get("wait_reason"):  # the memory-aware queue's reason (placement.py)
         print(f"{'waiting':>14}: {task['wait_reason'].removeprefix('waiting: ')}")
     print(f"{'progress':>14}: {_progress(task)} steps")
     print(f"{'best':>14}: {task.get('best_metric_name')} {_fmt(task.get('best_metric'), '', 5)}")
@@ -137,7 +138,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     task = _client(args).post(f"/api/tasks/{args.id}/{args.action}")
     extra = " (stop requested: SIGTERM sent, SIGKILL after the grace period)" if task.get("stop_requested") and \
-        task["status"] == "running" else ""
+        task["status"] == RUNNING else ""
     print(f"task {task['id']}: {task['status']}{extra}")
     return 0
 
@@ -153,15 +154,15 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     dep = client.post(f"/api/tasks/{args.id}/deploy")
     print(f"task {args.id}: deploying as model {dep['model']} at {dep['url']} (log: {dep['log']})", flush=True)
     deadline = time.monotonic() + args.timeout
-    while dep["status"] == "starting" and not args.no_wait and time.monotonic() < deadline:
+    while dep["status"] == DEPLOY_STARTING and not args.no_wait and time.monotonic() < deadline:
         time.sleep(1.0)
         dep = client.get(f"/api/tasks/{args.id}/deployment")
     print(f"task {args.id}: deployment {dep['status']}" + (f" ({dep['error']})" if dep.get("error") else ""))
-    if dep["status"] == "ready":
+    if dep["status"] == DEPLOY_READY:
         print(f"  chat: POST {dep['url']}/v1/chat/completions  (model {dep['model']!r})")
-    if dep["status"] in ("failed", "stopped"):
+    if dep["status"] in (DEPLOY_FAILED, DEPLOY_STOPPED):
         return 1
-    return 0 if dep["status"] == "ready" or args.no_wait else 1
+    return 0 if dep["status"] == DEPLOY_READY or args.no_wait else 1
 
 
 def _cmd_undeploy(args: argparse.Namespace) -> int:

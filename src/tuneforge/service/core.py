@@ -17,7 +17,7 @@ from ..errors import ConfigError, DataError, TuneforgeError
 from ..machine_check import check_machine
 from ..preflight import data_paths
 from ..pathtext import path_text_problem
-from . import FINAL_STATUSES, RESUMABLE, STATUSES
+from . import FINAL_STATUSES, INTERRUPTED, QUEUED, RESUMABLE, RUNNING, STATUSES, STOPPED, SUCCEEDED
 from . import dataadapter, downloads, uploads
 from .deploy import Deployments, has_model
 from .evaluations import Evaluations
@@ -141,7 +141,7 @@ class TaskService:
         view = {k: row.get(k) for k in keys}
         view["config"] = view["config"] or {}
         view["stop_requested"] = bool(row.get("stop_requested"))
-        if view["status"] == "stopped" and not view["error"] and view["stop_reason"]:
+        if view["status"] == STOPPED and not view["error"] and view["stop_reason"]:
             view["error"] = view["stop_reason"]  # why the service stopped it (a sweep's pruning decision)
         return view
 
@@ -213,7 +213,7 @@ class TaskService:
 
     def queue_row(self, values: dict, cfg: Any, name: str, gpus: int, **columns: Any) -> tuple[int, Path]:
         """Insert one checked task as queued, with its run directory (call inside ``store.transaction()``)."""
-        task_id = self.store.insert_task(name=name, status="queued", config=values, gpus=gpus,
+        task_id = self.store.insert_task(name=name, status=QUEUED, config=values, gpus=gpus,
                                          run_dir=f"pending-{uuid.uuid4().hex}", executor=self.executor.name,
                                          best_metric_name=cfg.metric_for_best_model, source="service", **columns)
         run_dir = self.settings.runs_dir / f"task-{task_id}"
@@ -264,10 +264,10 @@ class TaskService:
 
     def stop(self, task_id: int) -> dict[str, Any]:
         row = self._task_row(task_id)
-        if self.store.update_task(row["id"], where_status=["queued"], status="stopped", finished_at=utc_now()):
+        if self.store.update_task(row["id"], where_status=[QUEUED], status=STOPPED, finished_at=utc_now()):
             self.notify()
             return self.get_task(row["id"])
-        if not self.store.update_task(row["id"], where_status=["running"], stop_requested=1):
+        if not self.store.update_task(row["id"], where_status=[RUNNING], stop_requested=1):
             raise Conflict(f"task {row['id']} is {row['status']}: only queued or running tasks can be stopped.")
         self.worker.request_stop(self._task_row(row["id"]))
         self.notify()
@@ -289,7 +289,7 @@ class TaskService:
             write_task_config(init_run_dir(row["run_dir"]), cfg)
         except (TuneforgeError, OSError) as exc:
             raise Conflict(f"task {row['id']}: cannot write its config to its run directory: {exc}") from None
-        if not self.store.update_task(row["id"], where_status=RESUMABLE, status="queued", config=config,
+        if not self.store.update_task(row["id"], where_status=RESUMABLE, status=QUEUED, config=config,
                                       stop_requested=0, finished_at=None, exit_code=None, error=None,
                                       earlier_attempts_s=(row.get("earlier_attempts_s") or 0.0) + _attempt_seconds(row)):
             raise Conflict(f"task {row['id']} changed status meanwhile; try again.")
@@ -398,8 +398,8 @@ class TaskService:
         finished = (run_dir / FINISHED_MARKER).is_file()
         summary = summarize_run(run_dir, config.get("metric_for_best_model", "eval_loss"))
         holder = None if finished else lock_holder(run_dir)  # a terminal run still training holds the lock
-        live = {"status": "running", "pid": holder, "proc_started": _start_time(holder)} if holder and holder > 0 \
-            else {"status": "succeeded" if finished else "interrupted", "finished_at": utc_now()}
+        live = {"status": RUNNING, "pid": holder, "proc_started": _start_time(holder)} if holder and holder > 0 \
+            else {"status": SUCCEEDED if finished else INTERRUPTED, "finished_at": utc_now()}
         task_id = self.store.insert_task(
             name=name or run_dir.name, config=config, run_dir=str(run_dir), executor="local", source="import",
             **live, **summary.columns())

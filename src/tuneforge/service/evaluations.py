@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMAND_FAILED, SUCCEEDED
 from .errors import BadRequest, Conflict
 from .children import TaskCommands
 from ..rundir import EVAL_LOG, log_error_line
@@ -23,7 +24,7 @@ class Evaluations:
         self.commands = TaskCommands("an evaluation")
 
     def start(self, task: dict, data_path: str, compare_base: bool, has_model: bool) -> dict[str, Any]:
-        if task["status"] != "succeeded" or not has_model:
+        if task["status"] != SUCCEEDED or not has_model:
             raise Conflict(f"task {task['id']} is {task['status']}: only a succeeded task with a trained model can be "
                            "evaluated.")
         if not Path(data_path).is_file():
@@ -38,4 +39,4 @@ class Evaluations:
         state = self.commands.state(task["id"])
         log = Path(task["run_dir"]) / EVAL_LOG
         return {"task_id": task["id"], "state": state, "log": str(log),
-                "error": log_error_line(log) if state == "failed" else None}
+                "error": log_error_line(log) if state == COMMAND_FAILED else None}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import COMMAND_DONE, COMMAND_FAILED, COMMAND_NONE, SUCCEEDED
 from .errors import BadRequest, Conflict
 from .children import TaskCommands
 from ..rundir import EXPORT_LOG, EXPORT_REPORT as REPORT_FILE, export_dir_name, log_error_line
@@ -33,7 +34,7 @@ class Exports:
     def start(self, task: dict, dtype: Any, has_model: bool) -> dict[str, Any]:
         if dtype not in DTYPES:
             raise BadRequest(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}.", "dtype")
-        if task["status"] != "succeeded" or not has_model:
+        if task["status"] != SUCCEEDED or not has_model:
             raise Conflict(f"task {task['id']} is {task['status']}: only a succeeded task with a trained model can be "
                            "exported.")
         run_dir = Path(task["run_dir"])
@@ -59,8 +60,8 @@ class Exports:
                 done.append({"dtype": dtype, "dir": out.name, "files": sorted(p.name for p in out.iterdir()),
                              "report": report})
         state = self.commands.state(task["id"])
-        if state == "none" and done:
-            state = "done"  # exported before this service started
-        error = log_error_line(run_dir / EXPORT_LOG) if state == "failed" else None
+        if state == COMMAND_NONE and done:
+            state = COMMAND_DONE  # exported before this service started
+        error = log_error_line(run_dir / EXPORT_LOG) if state == COMMAND_FAILED else None
         return {"task_id": task["id"], "state": state, "exports": done, "error": error,
                 "log": str(run_dir / EXPORT_LOG)}

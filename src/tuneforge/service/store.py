@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import TuneforgeError
+from . import QUEUED
 from .errors import NotFound
 
 SCHEMA_VERSION = 7
@@ -230,7 +231,7 @@ class Store:
         return [self._row(r) for r in rows]  # type: ignore[misc]
 
     def queued_in_order(self) -> list[dict]:
-        rows = self._execute("SELECT * FROM tasks WHERE status = 'queued' ORDER BY id").fetchall()
+        rows = self._execute("SELECT * FROM tasks WHERE status = ? ORDER BY id", (QUEUED,)).fetchall()
         return [self._row(r) for r in rows]  # type: ignore[misc]
 
     def delete_task(self, task_id: int) -> None:

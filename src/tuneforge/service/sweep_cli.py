@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TuneforgeError
+from . import QUEUED, RUNNING
 from .client import ServiceClient
 from .sweeps import split_values
 
 RANGED = re.compile(r"^\s*(range|log)\s*\(")
-ACTIVE = ("queued", "running")
+ACTIVE = (QUEUED, RUNNING)
 
 
 def split_args(items: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -16,17 +16,17 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
 from ..config import FIELDS
-from . import FINAL_STATUSES
+from . import FINAL_STATUSES, QUEUED, RUNNING, STOPPED, SWEEP_ACTIVE, SWEEP_STOPPED
 from .errors import BadRequest, NotFound
 from ..rundir import lower_is_better
 
 if TYPE_CHECKING:
-    from .core import TaskService
     from .store import Store
 
 MAX_TRIALS = 256  # one sweep queues at most this many tasks: a typo like 1,2,...,1000 x 5 keys is refused
@@ -36,6 +36,25 @@ SWEEP_FIELDS = {"config", "space", "name", "gpus", "random", "seed", "metric", "
                 "grace_steps", "min_trials", "max_concurrent"}
 _RANGE = re.compile(r"^\s*(range|log)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
 _SIG_DIGITS = 4  # random floats are rounded to 4 significant digits: readable names, same trial for same seed
+
+
+class SweepHost(Protocol):
+    """What a sweep's operations use of the service (``TaskService`` is one): its store, its checks of a task's
+    config, the row a trial is queued as, a task's stop, and the change notice."""
+
+    store: "Store"
+
+    def checked_config(self, config: Any) -> tuple[dict[str, Any], Any]: ...
+
+    def checked_gpus(self, gpus: Any) -> int: ...
+
+    def check_datasets(self, config: dict[str, Any]) -> None: ...
+
+    def queue_row(self, values: dict, cfg: Any, name: str, gpus: int, **columns: Any) -> tuple[int, Path]: ...
+
+    def stop(self, task_id: int) -> dict[str, Any]: ...
+
+    def notify(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -220,7 +239,7 @@ def _checked_body(payload: Any) -> dict[str, Any]:
     return payload
 
 
-def plan(service: "TaskService", payload: Any) -> dict[str, Any]:
+def plan(service: SweepHost, payload: Any) -> dict[str, Any]:
     """Expand and validate a sweep request without queuing anything: the trials' configs, or BadRequest naming
     the trial, key and value at fault."""
     body = _checked_body(payload)
@@ -249,7 +268,7 @@ def plan(service: "TaskService", payload: Any) -> dict[str, Any]:
 # -- creating and showing sweeps --------------------------------------------------------------------------------
 
 
-def create(service: "TaskService", payload: Any) -> dict[str, Any]:
+def create(service: SweepHost, payload: Any) -> dict[str, Any]:
     """Validate every trial, then insert the sweep and its trials as one transaction (all queued, or none)."""
     p = plan(service, payload)
     s = p["settings"]
@@ -263,7 +282,7 @@ def create(service: "TaskService", payload: Any) -> dict[str, Any]:
             early_stop=s["early_stop"], grace_steps=s["grace_steps"], max_concurrent=s["max_concurrent"],
             # search: how trials were chosen and judged (min_trials: others that must reach a step to judge it)
             search={"random": p["random"], "seed": p["seed"] if p["random"] else None, "min_trials": s["min_trials"]},
-            status="active")
+            status=SWEEP_ACTIVE)
         run_dirs = [service.queue_row(t["values"], t["cfg"], f"{name} · {params_text(t['params'])}", p["gpus"],
                                       sweep_id=sweep_id, trial_params=t["params"])[1] for t in p["trials"]]
     from ..rundir import init_run_dir
@@ -296,7 +315,7 @@ def trial_view(row: dict) -> dict[str, Any]:
             "best_metric": row.get("best_metric"), "best_metric_name": row.get("best_metric_name"),
             "peak_gpu_gib": row.get("peak_gpu_gib"), "peak_host_gib": row.get("peak_host_gib"),
             "time_s": _time_s(row), "progress": row.get("progress"),
-            "error": row.get("error") or (row.get("stop_reason") if row["status"] == "stopped" else None),
+            "error": row.get("error") or (row.get("stop_reason") if row["status"] == STOPPED else None),
             "stop_reason": row.get("stop_reason")}
 
 
@@ -311,10 +330,10 @@ def winner(sweep: dict, trials: list[dict]) -> dict | None:
 
 
 def status_of(rows: list[dict]) -> str:
-    if any(r["status"] == "running" for r in rows):
-        return "running"
-    if any(r["status"] == "queued" for r in rows):
-        return "queued"
+    if any(r["status"] == RUNNING for r in rows):
+        return RUNNING
+    if any(r["status"] == QUEUED for r in rows):
+        return QUEUED
     return "finished" if rows else "empty"
 
 
@@ -335,21 +354,21 @@ def view(sweep: dict, rows: list[dict], with_trials: bool = True) -> dict[str, A
     return out
 
 
-def get(service: "TaskService", sweep_id: int) -> dict[str, Any]:
+def get(service: SweepHost, sweep_id: int) -> dict[str, Any]:
     sweep = service.store.get_sweep(int(sweep_id))
     if sweep is None:
         raise NotFound(f"sweep {sweep_id}: no such sweep.")
     return view(sweep, service.store.sweep_tasks(sweep["id"]))
 
 
-def list_all(service: "TaskService") -> list[dict[str, Any]]:
+def list_all(service: SweepHost) -> list[dict[str, Any]]:
     return [view(s, service.store.sweep_tasks(s["id"]), with_trials=False) for s in service.store.list_sweeps()]
 
 
-def stop(service: "TaskService", sweep_id: int) -> dict[str, Any]:
+def stop(service: SweepHost, sweep_id: int) -> dict[str, Any]:
     """Stop every queued or running trial of a sweep (the normal stop of each task)."""
     get(service, sweep_id)
-    service.store.update_sweep(int(sweep_id), status="stopped")  # the stored status: active, or stopped by request
+    service.store.update_sweep(int(sweep_id), status=SWEEP_STOPPED)  # the stored status: active, or stopped by request
     for row in service.store.sweep_tasks(int(sweep_id)):
         if row["status"] not in FINAL_STATUSES:
             try:
