@@ -273,7 +273,7 @@ def create(service: SweepHost, payload: Any) -> dict[str, Any]:
     p = plan(service, payload)
     s = p["settings"]
     keys = ", ".join(d.key for d in p["dimensions"])
-    name = s["name"] or f"{keys} ({len(p['trials'])} trials)"
+    name = s["name"] or keys  # the trial count is shown next to the name wherever it is printed
     space = {d.key: list(d.values) if d.kind == "choice" else d.text() for d in p["dimensions"]}
     base = {k: v for k, v in p["base"].items() if k not in ("output_dir", "overwrite_output_dir")}
     with service.store.transaction():

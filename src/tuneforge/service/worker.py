@@ -16,7 +16,7 @@ from typing import Callable
 from . import FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, SUCCEEDED
 from .executors import Executor, Exit
 from .runfiles import TaskSummary
-from .placement import MemoryProbe, Placer, Wait, task_estimate_gib
+from .placement import MemoryProbe, Placer, Wait, cpu_threads_per_task, task_estimate_gib
 from .settings import Settings
 from .store import Store, utc_now
 from .taskconfig import missing_task_config
@@ -237,6 +237,9 @@ class Worker:
         env.update(PYTHONUNBUFFERED="1", TUNEFORGE_TASK_ID=str(task["id"]), TOKENIZERS_PARALLELISM="false")
         if self.executor.name == "local" and (gpu_ids or self.capacity.gpus):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)  # "" = no GPU for a CPU task
+        threads = cpu_threads_per_task(os.cpu_count() or 1, self.capacity.max_concurrent)
+        if self.executor.name == "local" and not gpu_ids and threads and "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(threads)  # CPU tasks side by side share the cores (placement.py)
         return env
 
     def _launch(self, task: dict, gpu_ids: list[int]) -> None:

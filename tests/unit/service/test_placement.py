@@ -10,7 +10,7 @@ import pytest
 
 from tuneforge.service.core import TaskService
 from tuneforge.service.executors import Executor, Exit
-from tuneforge.service.placement import Placer, Wait, need_gib, task_estimate_gib
+from tuneforge.service.placement import Placer, Wait, cpu_threads_per_task, need_gib, task_estimate_gib
 from tuneforge.service.settings import Settings
 
 
@@ -22,10 +22,12 @@ class FakeExecutor(Executor):
 
     def __init__(self):
         self.started: list[tuple[int, str | None]] = []
+        self.threads: dict[int, str | None] = {}
         self.exits: dict[int, Exit] = {}
 
     def start(self, task, env, sample_interval):
         self.started.append((task["id"], env.get("CUDA_VISIBLE_DEVICES")))
+        self.threads[task["id"]] = env.get("OMP_NUM_THREADS")
         return {"pid": None, "proc_started": None, "job_id": None}
 
     def poll(self, task):
@@ -199,3 +201,24 @@ def test_the_estimate_is_the_planners(tmp_path):
     assert cpu is not None and 0.2 < cpu < 2.0  # a CPU process's peak RSS: the runtime dominates for the toy model
     assert gpu is not None and gpu != cpu
     assert task_estimate_gib({"config": {"train_data": str(tmp_path / "gone.jsonl")}, "gpus": 0}) is None
+
+
+def test_cpu_tasks_side_by_side_share_the_cores(make_service, monkeypatch):
+    assert cpu_threads_per_task(16, 1) is None  # one task at a time: torch's default, every core
+    assert [cpu_threads_per_task(16, n) for n in (2, 3, 4)] == [8, 5, 4]
+    assert cpu_threads_per_task(2, 3) == 1  # never zero
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    svc = make_service(0, 4, FakeProbe({}, host=64.0), {"a": 0.5, "b": 0.5})
+    a, b = svc.add("a", gpus=0), svc.add("b", gpus=0)
+    svc.worker.tick()
+    assert svc.executor.threads == {a: "2", b: "2"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting is left alone
+    c = svc.add("c", gpus=0)
+    svc.worker.tick()
+    assert svc.executor.threads[c] == "3"  # the user's own setting reaches the task unchanged
+    one = make_service(0, 1, FakeProbe({}, host=64.0), {"d": 0.5})
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    d = one.add("d", gpus=0)
+    one.worker.tick()
+    assert one.executor.threads[d] is None
