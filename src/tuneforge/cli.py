@@ -54,14 +54,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune causal language models: SFT and DPO, full / LoRA / QLoRA.")
+    parser = argparse.ArgumentParser(prog="tuneforge",
+                                     description="Fine-tune causal language models: SFT and DPO, full / LoRA / QLoRA.")
     parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train from a YAML/JSON config", epilog=_train_epilog(),
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            description="Train from a config file; key=value arguments override its keys.")
-    train.add_argument("config", nargs="?", help="YAML or JSON config file (optional when every key is given as key=value)")
-    train.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. learning_rate=2e-4")
+    train.add_argument("config", nargs="?",
+                       help="YAML or JSON config file (optional when every key is given as key=value)")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="override config keys, e.g. learning_rate=2e-4")
     train.add_argument("--nproc", type=int, default=0, help="launch this many local processes (data parallel)")
     train.add_argument("--no-progress", action="store_true",
                        help="no progress bar or per-step lines (evaluations and events are still printed; "

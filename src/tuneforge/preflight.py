@@ -100,7 +100,8 @@ def check_sharding(cfg: TrainConfig) -> None:
     if stage == 3 and cfg.quantized:
         raise ConfigError(
             f"deepspeed={cfg.deepspeed!r} (ZeRO stage 3) with load_in_4bit/load_in_8bit: ZeRO-3 partitions parameters, "
-            "which quantized bitsandbytes weights do not support. Use deepspeed: zero2, or fsdp: full_shard, for QLoRA.")
+            "which quantized bitsandbytes weights do not support. "
+            "Use deepspeed: zero2, or fsdp: full_shard, for QLoRA.")
     if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"deepspeed={cfg.deepspeed!r}: the deepspeed package is not installed. "
                           f"Install it with: {DEEPSPEED_PIP}  (or remove the deepspeed key to train with DDP).")

@@ -213,16 +213,17 @@ def score(reward: Reward, prompts: list[str], completions: list[str], columns: d
     except TuneforgeError:
         raise
     except Exception as exc:  # the user's code: report it in one line, naming the function
-        raise RewardError(f"reward function {reward.entry or reward.name!r} raised {type(exc).__name__}: {exc} (on the completions "
-                          f"of rows {where[0]} ... {where[-1]}). The last checkpoint is kept.") from None
+        raise RewardError(f"reward function {reward.entry or reward.name!r} raised {type(exc).__name__}: {exc} (on the "
+                          f"completions of rows {where[0]} ... {where[-1]}). The last checkpoint is kept.") from None
     try:
         values = list(values)
     except TypeError:
-        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {type(values).__name__}, not a list of "
-                          "numbers. The last checkpoint is kept.") from None
+        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {type(values).__name__}, not a "
+                          "list of numbers. The last checkpoint is kept.") from None
     if len(values) != len(completions):
-        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {len(values)} values for {len(completions)} "
-                          f"completions (rows {where[0]} ... {where[-1]}). The last checkpoint is kept.")
+        raise RewardError(f"reward function {reward.entry or reward.name!r} returned {len(values)} values for "
+                          f"{len(completions)} completions (rows {where[0]} ... {where[-1]}). "
+                          "The last checkpoint is kept.")
     out = []
     for i, v in enumerate(values):
         if v is None:
@@ -230,7 +231,7 @@ def score(reward: Reward, prompts: list[str], completions: list[str], columns: d
             continue
         if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
             shown = repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "..."
-            raise RewardError(f"reward function {reward.entry or reward.name!r} returned {shown} for completion {i} of row {where[i]}: "
-                              "expected a finite number or None. The last checkpoint is kept.")
+            raise RewardError(f"reward function {reward.entry or reward.name!r} returned {shown} for completion {i} of "
+                              f"row {where[i]}: expected a finite number or None. The last checkpoint is kept.")
         out.append(float(v))
     return out

@@ -102,9 +102,11 @@ def load_trainable(model: nn.Module, path: Path) -> None:
 def write_model_card(directory: Path, cfg: TrainConfig, base_name: str, facts: dict) -> None:
     """README.md of the run: base, method, data, key hyperparameters, final metrics, how to load it."""
     lora = cfg.is_lora
-    loading = (f"```python\nfrom peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("
+    loading = ("```python\nfrom peft import AutoPeftModelForCausalLM\n"
+               "model = AutoPeftModelForCausalLM.from_pretrained("
                f"{str(directory)!r})\n```" if lora else
-               f"```python\nfrom transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("
+               "```python\nfrom transformers import AutoModelForCausalLM\n"
+               "model = AutoModelForCausalLM.from_pretrained("
                f"{str(directory)!r})\n```")
     hyper = ["learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
              "seq_length", "lr_scheduler_type", "warmup_ratio", "seed"]
@@ -113,10 +115,12 @@ def write_model_card(directory: Path, cfg: TrainConfig, base_name: str, facts: d
     value = lambda k: cfg.resolved_lora_alpha if k == "lora_alpha" else getattr(cfg, k)  # noqa: E731
     rows = "\n".join(f"| `{k}` | `{json.dumps(value(k), ensure_ascii=False)}` |" for k in hyper)
     results = "\n".join(f"- {k}: {v}" for k, v in facts.items()) or "- (no evaluation)"
+    validation = cfg.validation_data or (f"{cfg.validation_split:.0%} of the training data"
+                                         if cfg.validation_split else "none")
     text = (f"# {directory.name}\n\nTrained with tuneforge: {cfg.training_strategy.upper()}, method **{cfg.method}**, "
             f"on the base model `{cfg.model}` (weights: `{base_name}`).\n\n"
             f"- training data: `{cfg.train_data}`\n- validation data: "
-            f"`{cfg.validation_data or (f'{cfg.validation_split:.0%} of the training data' if cfg.validation_split else 'none')}`\n\n"
+            f"`{validation}`\n\n"
             f"## Hyperparameters\n\n| key | value |\n|---|---|\n{rows}\n\nEvery key: `{CONFIG_FILE}`; "
             f"every logged step and evaluation: `{METRICS_FILE}`.\n\n## Results\n\n{results}\n\n"
             f"## Loading\n\n{loading}\n\nor in a terminal: `tuneforge chat {directory}`.\n")

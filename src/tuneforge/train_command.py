@@ -34,7 +34,8 @@ def train_command(config: str | Path | None, overrides: list[str] | None = None,
         sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
     self_launch = needs_distributed_launch(cfg)  # accelerate needs one: be that launcher
     if self_launch and not nproc:
-        print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1", flush=True)
+        print(f"{'deepspeed' if cfg.deepspeed else 'fsdp'} needs a distributed launch: running as --nproc 1",
+              flush=True)
     if (nproc or 1) > 1 or self_launch:
         from .training.launch import launch_processes
 
@@ -71,7 +72,8 @@ def eval_summary(evals: list[dict]) -> str:
     """First and last evaluation of the whole run (a resumed run included), each with its step."""
     first, last = evals[0], evals[-1]
     start = "at start" if first.get("step") == 0 else f"at step {first.get('step')}"
-    return f"eval_loss: {first['eval_loss']:.4f} {start} -> {last['eval_loss']:.4f} at the end (step {last.get('step')})"
+    return (f"eval_loss: {first['eval_loss']:.4f} {start} -> {last['eval_loss']:.4f} "
+            f"at the end (step {last.get('step')})")
 
 
 def _leave_process_group() -> None:

@@ -89,17 +89,24 @@ def add_parser(sub) -> None:
                        description="Run the task service in this process: the queue and its worker, the HTTP API "
                                    "under /api and the web console's pages. Tasks keep running when it stops and are "
                                    "re-attached when it starts again.")
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--home", help="service home: tuneforge.db, runs/, datasets/ (default $TUNEFORGE_HOME or ~/.tuneforge)")
-    p.add_argument("--max-concurrent", type=int, help="tasks running at once (default: one per GPU, one on a CPU-only machine)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local", help="run tasks as local processes or Ray jobs")
+    p.add_argument("--home", help="service home: tuneforge.db, runs/, datasets/ (default $TUNEFORGE_HOME or "
+                                  "~/.tuneforge)")
+    p.add_argument("--max-concurrent", type=int,
+                   help="tasks running at once (default: one per GPU, one on a CPU-only machine)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="run tasks as local processes or Ray jobs")
     p.add_argument("--ray-address", help="Ray job server (default $RAY_ADDRESS or http://127.0.0.1:8265)")
-    p.add_argument("--token", help="require this token on every request (generated and printed when --host is not loopback)")
+    p.add_argument("--token",
+                   help="require this token on every request (generated and printed when --host is not loopback)")
     p.add_argument("--allow-dir", action="append", metavar="DIR",
                    help="a directory task configs may read data/models from besides the home (repeatable)")
-    p.add_argument("--sample-interval", type=float, default=2.0, help="seconds between resources.jsonl rows (default 2)")
-    p.add_argument("--stop-grace", type=float, default=30.0, help="seconds from SIGTERM to SIGKILL when stopping a task (default 30)")
+    p.add_argument("--sample-interval", type=float, default=2.0,
+                   help="seconds between resources.jsonl rows (default 2)")
+    p.add_argument("--stop-grace", type=float, default=30.0,
+                   help="seconds from SIGTERM to SIGKILL when stopping a task (default 30)")
     p.add_argument("--upload-limit-mb", type=float, default=512.0, help="largest dataset upload in MiB (default 512)")
     p.add_argument("--max-body-mb", type=float, default=8.0,
                    help="largest body of any other request in MiB (default 8); larger is refused with 413")

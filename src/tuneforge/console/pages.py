@@ -238,8 +238,7 @@ def new_task_page(request: Request, model: str = BUILTIN_MODEL, strategy: str = 
     prefill, name = form_prefill(service, model, strategy, method, clone, dataset, datasets)
     return render(request, "new_task.html", "new", "New task", prefill=prefill, name=name, datasets=datasets,
                   models=gallery_models(service), guide=fields.guide_fields(), advanced=fields.advanced_groups(),
-                  form_keys=fields.form_keys(),
-                  defaults=fields.defaults(), methods=method_choices(), strategies=fields.strategies(),
+                  form_keys=fields.form_keys(), methods=method_choices(), strategies=fields.strategies(),
                   cloned_from=clone,
                   examples=[p.name for p in example_files()])
 
@@ -250,7 +249,7 @@ def task_page(request: Request, task_id: str) -> Response:
     task = call(service.get_task, int_id(task_id))
     outputs = call(service.outputs, task["id"])  # the same view as GET /api/tasks/ID/outputs, which task.js follows
     return render(request, "task.html", "tasks", f"Task {task.get('name') or task['id']}", task=task,
-                  outputs=outputs, defaults=fields.defaults(), deployable=outputs["has_model"],
+                  outputs=outputs, deployable=outputs["has_model"],
                   trackers=read_trackers_file(task["run_dir"]) if task.get("run_dir") else {},
                   strategy_charts=charts_for(task.get("config") or {}))
 

@@ -39,7 +39,8 @@ STRATEGY_CHARTS: dict[str, list[dict[str, Any]]] = {
     "grpo": [
         {"id": "grpo-reward", "title": "GRPO mean reward", "unit": "reward",
          "series": [("reward", "reward"), ("eval reward (greedy)", "eval_reward"), ("reward/*", "reward/*")]},
-        {"id": "grpo-spread", "title": "GRPO reward std within groups and advantage std", "unit": "reward", "min0": True,
+        {"id": "grpo-spread", "title": "GRPO reward std within groups and advantage std", "unit": "reward",
+         "min0": True,
          "series": [("reward std", "reward_std"), ("advantage std", "advantage_std")]},
         {"id": "grpo-kl", "title": "GRPO KL to the reference and entropy (nats)", "unit": NATS, "min0": True,
          "series": [("KL", "kl"), ("entropy", "entropy")]},

@@ -337,7 +337,8 @@ def _build(entry: Path, path: str, files: list[Path], tokenizer, settings, on_ba
             report.examples.setdefault(reason, collector.report.examples[reason])
         writer.finish({"key_inputs": inputs, "strategy": settings.strategy, "files": [str(f) for f in files],
                        "rows": collector.rows, "examples": collector.n_examples, "truncated": collector.n_truncated,
-                       "drop_reasons": collector.reasons, "report": {"dropped": report.dropped, "examples": report.examples},
+                       "drop_reasons": collector.reasons,
+                       "report": {"dropped": report.dropped, "examples": report.examples},
                        "workers": workers, "build_seconds": round(time.perf_counter() - start, 3)})
     except BaseException:
         writer.abort()
@@ -366,5 +367,6 @@ def open_or_build(path: str, tokenizer, settings: encode.EncodeSettings, *, on_b
             store.built_here = True
             return store
     except OSError as exc:  # not writable, disk full ...: the half-written entry is already removed
-        raise ConfigError(f"data_cache_dir={str(root)!r}: cannot write the tokenized data cache ({exc.strerror or exc}); "
+        raise ConfigError(f"data_cache_dir={str(root)!r}: cannot write the tokenized data cache "
+                          f"({exc.strerror or exc}); "
                           "free space or set data_cache_dir to a writable directory.") from None

@@ -37,7 +37,8 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), move(self.targets), self.n_rows)
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), move(self.targets),
+                     self.n_rows)
 
     def model_inputs(self) -> dict:
         return dict(input_ids=self.input_ids, attention_mask=self.attention_mask, position_ids=self.position_ids,

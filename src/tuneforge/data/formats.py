@@ -1,8 +1,8 @@
 """Read data files and turn each row, whatever its format, into one canonical example.
 
 SFT rows become a ``Conversation`` (a list of role/content messages); DPO rows a ``PreferencePair``.
-Formats (docs/architecture.md, "Data formats") are detected per file from the first row's keys, then every row is checked
-against that format; a defect is reported with the file, the line (JSONL) or row number, and the field.
+Formats (docs/architecture.md, "Data formats") are detected per file from the first row's keys, then every row is
+checked against that format; a defect is reported with the file, the line (JSONL) or row number, and the field.
 """
 from __future__ import annotations
 
@@ -127,7 +127,9 @@ def _messages(items: Any, where: tuple[str, int], key: str, role_key: str, conte
         role = item.get(role_key)
         role = (role_map or {r: r for r in ROLES}).get(role) if isinstance(role, str) else None
         if role is None:
-            raise DataError(where[0], where[1], f"{fld}.{role_key}", f"unknown role {item.get(role_key)!r} (expected one of {', '.join(sorted(role_map or ROLES))})")
+            raise DataError(where[0], where[1], f"{fld}.{role_key}",
+                            f"unknown role {item.get(role_key)!r} (expected one of "
+                            f"{', '.join(sorted(role_map or ROLES))})")
         content = item.get(content_key)
         if not isinstance(content, str):
             raise DataError(where[0], where[1], f"{fld}.{content_key}", "expected a string")
@@ -206,7 +208,8 @@ def _answer(row: dict, key: str, where: tuple[str, int]) -> str:
     elif isinstance(value, dict):
         value = _messages([value], where, key, "role", "content")[0].content
     elif not isinstance(value, str):
-        raise DataError(where[0], where[1], key, f"expected a string or an assistant message, got {type(value).__name__}")
+        raise DataError(where[0], where[1], key,
+                        f"expected a string or an assistant message, got {type(value).__name__}")
     if not value.strip():
         raise DataError(where[0], where[1], key, "empty answer")
     return value
@@ -217,7 +220,8 @@ def _from_preference(row: dict, where: tuple[str, int]) -> PreferencePair:
         if key not in row or row[key] is None:
             raise DataError(where[0], where[1], key, "missing required field")
     prompt = _preference_prompt(row, where)
-    return PreferencePair(prompt, _answer(row, "chosen", where), _answer(row, "rejected", where), f"{where[0]}:{where[1]}")
+    return PreferencePair(prompt, _answer(row, "chosen", where), _answer(row, "rejected", where),
+                          f"{where[0]}:{where[1]}")
 
 
 def _open_turns(msgs: list[Message], where: tuple[str, int], fld: str) -> list[Message]:
@@ -258,7 +262,8 @@ def _from_feedback(row: dict, where: tuple[str, int]) -> Feedback:
     else:  # {"messages": [... ending with a user turn], "completion", "label"}
         prompt = _messages(row.get("messages"), where, "messages", "role", "content")
         if prompt[-1].role != "user":
-            raise DataError(where[0], where[1], "messages", "the messages must end with the user turn the completion answers")
+            raise DataError(where[0], where[1], "messages",
+                            "the messages must end with the user turn the completion answers")
     return Feedback(prompt, _answer(row, "completion", where), _label(row, where), f"{where[0]}:{where[1]}")
 
 
@@ -349,7 +354,8 @@ STRATEGY_FORMAT_KINDS: dict[str, tuple[str, ...]] = {"kto": ("feedback", "prefer
                                                      "reward": ("preference",)}
 # What a strategy says when a file's first row is of no kind it reads.
 STRATEGY_DATA_HINTS: dict[str, tuple[str, str]] = {
-    "kto": ("label", "training_strategy=kto needs prompt (or messages)/completion/label rows, or prompt/chosen/rejected pairs"),
+    "kto": ("label", "training_strategy=kto needs prompt (or messages)/completion/label rows, or "
+                     "prompt/chosen/rejected pairs"),
     "pretrain": ("text", "training_strategy=pretrain needs a 'text' column (or .txt/.md files)"),
     "reward": ("rejected", "training_strategy=reward needs prompt/chosen/rejected rows"),
 }
@@ -387,19 +393,22 @@ class FileRows:
         other = detect_format(row) if fmt is None else None
         if fmt is None and self.strategy in STRATEGY_DATA_HINTS and (report is None or other is not None):
             field, why = STRATEGY_DATA_HINTS[self.strategy]  # a row this strategy cannot train on
-            found = f"this file has {other} rows" if other else f"found keys {sorted(row) if isinstance(row, dict) else type(row).__name__}"
+            found = (f"this file has {other} rows" if other
+                     else f"found keys {sorted(row) if isinstance(row, dict) else type(row).__name__}")
             raise DataError(name, lineno, field, f"{why} ({found})")
         if fmt is None:
             keys = sorted(row) if isinstance(row, dict) else type(row).__name__
             if report is None:
                 raise DataError(name, lineno, None, f"cannot tell the row format from keys {keys}; expected "
-                                "instruction/output, messages, conversations, prompt/completion or prompt/chosen/rejected")
+                                "instruction/output, messages, conversations, prompt/completion or "
+                                "prompt/chosen/rejected")
             report.drop("unrecognised row format", f"{name}:{lineno}")  # detect from the next row
             return None
         if self.strategy == "dpo" and fmt != "preference":
             raise DataError(name, lineno, "rejected", "training_strategy=dpo needs prompt/chosen/rejected rows")
         if self.strategy == "sft" and fmt == "preference":
-            raise DataError(name, lineno, None, "prompt/chosen/rejected rows are preference data: set training_strategy: dpo")
+            raise DataError(name, lineno, None,
+                            "prompt/chosen/rejected rows are preference data: set training_strategy: dpo")
         self.fmt = fmt
         return row
 

@@ -112,7 +112,8 @@ def _dpo_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
             rows.append(_refused(source, enc))
             continue
         chosen, rejected = enc.item.sequences()
-        rows.append({"source": source, "dropped": _fate(enc), "chosen": _row_json(render(tokenizer, chosen, enc.truncated)),
+        rows.append({"source": source, "dropped": _fate(enc),
+                     "chosen": _row_json(render(tokenizer, chosen, enc.truncated)),
                      "rejected": _row_json(render(tokenizer, rejected, enc.truncated))})
     return rows
 
@@ -124,7 +125,8 @@ def _kto_rows(cfg: TrainConfig, tokenizer, n: int) -> list[dict]:
         if enc.item is None:
             rows.append(_refused(source, enc))
             continue
-        for label, seq, side in zip(("desirable", "undesirable"), enc.item.sequences(), (enc.item.chosen, enc.item.rejected)):
+        for label, seq, side in zip(("desirable", "undesirable"), enc.item.sequences(),
+                                    (enc.item.chosen, enc.item.rejected)):
             if side:
                 rows.append({"source": f"{source}, {label}", "dropped": _fate(enc),
                              **_row_json(render(tokenizer, seq, enc.truncated))})

@@ -60,7 +60,8 @@ JSON_PROBLEMS = {
     "Expecting ',' delimiter": "a ',' is missing before column {col} (or the line is cut off)",
     "Expecting ':' delimiter": "a ':' is missing after the key before column {col}",
     "Expecting property name enclosed in double quotes": "a key at column {col} is not in double quotes (JSON "
-                                                          "needs \"key\"; a trailing comma before '}}' also causes this)",
+                                                          "needs \"key\"; a trailing comma before '}}' also "
+                                                          "causes this)",
     "Extra data": "more than one JSON value on the line (the next starts at column {col}); write one row per line",
 }
 
@@ -71,14 +72,16 @@ def _json_problem(exc: Exception) -> str:
         return "invalid JSON (nested too deeply: rows are objects of strings, lists and small objects)"
     msg, col = exc.msg, exc.colno  # type: ignore[attr-defined]
     words = JSON_PROBLEMS.get(msg)
-    return f"invalid JSON: {words.format(col=col)}" if words else f"invalid JSON ({msg.removesuffix(' at')}, column {col})"
+    return (f"invalid JSON: {words.format(col=col)}" if words
+            else f"invalid JSON ({msg.removesuffix(' at')}, column {col})")
 
 
 def _decode(raw: bytes, path: str, lineno: int, offset: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(path, lineno, None, f"not UTF-8 text (byte {offset + exc.start}); save the file as UTF-8") from None
+        raise DataError(path, lineno, None,
+                        f"not UTF-8 text (byte {offset + exc.start}); save the file as UTF-8") from None
 
 
 def _starts_with_array(path: Path) -> bool:
@@ -126,7 +129,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
             for row in reader:
                 yield reader.line_num, dict(row)
         except UnicodeDecodeError as exc:
-            raise DataError(name, reader.line_num + 1, None, f"not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+            raise DataError(name, reader.line_num + 1, None,
+                            f"not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
         except csv.Error as exc:
             raise DataError(name, reader.line_num, None, f"invalid CSV ({exc})") from None
 

@@ -153,7 +153,8 @@ def prepare_data(cfg, tokenizer, strategy: str | None = None) -> PreparedData:
     if not len(train):
         what = "rows" if settings.strategy == "sft" else "preference pairs"
         reasons = ", ".join(f"{k}: {v}" for k, v in report.dropped.items())
-        raise DataError(str(sources[0].path), None, None, f"no trainable {what} left" + (f" ({reasons})" if reasons else ""))
+        raise DataError(str(sources[0].path), None, None,
+                        f"no trainable {what} left" + (f" ({reasons})" if reasons else ""))
     validation = _split(stores, val_parts)
     return PreparedData(train, validation if len(validation) else None, report)
 

@@ -108,7 +108,8 @@ def _ids_and_offsets(tokenizer, text: str) -> dict:
     return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
 
 
-def encode_messages(tokenizer, msgs: Sequence[Message], *, chat_template: bool, last_turn_only: bool = False) -> Encoded:
+def encode_messages(tokenizer, msgs: Sequence[Message], *, chat_template: bool,
+                    last_turn_only: bool = False) -> Encoded:
     """Token ids and labels for a conversation; assistant turns (or only the last one) are trained."""
     msgs = [Message(m.role, without_trailing_eos(tokenizer, m.content)) if m.role == "assistant" else m for m in msgs]
     if chat_template:

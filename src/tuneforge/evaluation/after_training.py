@@ -47,7 +47,8 @@ def evaluate_after_training(cfg: TrainConfig, *, max_new_tokens: int = 256,
             say("eval_after_training: the run has no validation set (validation_data or validation_split); "
                 "nothing evaluated")
             return None
-        say(f"eval_after_training: answering {len(items)} validation rows (greedy, at most {max_new_tokens} new tokens)")
+        say(f"eval_after_training: answering {len(items)} validation rows "
+            f"(greedy, at most {max_new_tokens} new tokens)")
         prep = Prepared(cfg.training_strategy, cfg, None, items, _described(cfg))
         opts = EvalOptions(model=cfg.output_dir, max_new_tokens=max_new_tokens)
         outcome = evaluate_prepared(model, prep, Plan(False, GENERATION_METRICS), opts)

@@ -77,12 +77,16 @@ def add_parser(subparsers) -> None:
                         "peer (or rouge_l_jieba_punct, bleu4_nltk_char): LLaMA-Factory's ROUGE-L and BLEU-4 "
                         "definitions beside tuneforge's, e.g. --metrics loss,generation,peer")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="longest greedy answer (default 256)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="rows per batch (default: the run's per_device_train_batch_size)")
-    p.add_argument("--seq-length", type=int, default=None, metavar="N", help="truncate rows to this many tokens (default: the run's seq_length)")
-    p.add_argument("--compare-base", action="store_true", help="also evaluate the base model (adapter disabled) and print deltas")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="rows per batch (default: the run's per_device_train_batch_size)")
+    p.add_argument("--seq-length", type=int, default=None, metavar="N",
+                   help="truncate rows to this many tokens (default: the run's seq_length)")
+    p.add_argument("--compare-base", action="store_true",
+                   help="also evaluate the base model (adapter disabled) and print deltas")
     p.add_argument("--json", action="store_true", help="print eval_results.json instead of the table")
     p.add_argument("--output", metavar="DIR", help="where to write the results (default RUN/eval/<data name>/)")
-    p.add_argument("--predictions", metavar="FILE", help="score an existing JSONL of {prediction, reference} rows; no model")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="score an existing JSONL of {prediction, reference} rows; no model")
     p.add_argument("--rouge-tokenizer", choices=ROUGE_TOKENIZERS, default="char",
                    help="ROUGE-L tokens for Chinese: characters (default) or jieba words (needs jieba)")
     p.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default="auto",
@@ -95,8 +99,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="weights precision (auto: what the run trained with; float32 on CPU)")
     g = p.add_argument_group("lm-evaluation-harness (pip install lm-eval)")
-    g.add_argument("--lm-eval-tasks", metavar="TASK[,TASK]", help="run these lm-eval tasks on the model (adapter merged)")
-    g.add_argument("--lm-eval-include", metavar="DIR", help="directory of task YAML files (tasks over local data files)")
+    g.add_argument("--lm-eval-tasks", metavar="TASK[,TASK]",
+                   help="run these lm-eval tasks on the model (adapter merged)")
+    g.add_argument("--lm-eval-include", metavar="DIR",
+                   help="directory of task YAML files (tasks over local data files)")
     g.add_argument("--lm-eval-limit", type=int, default=None, metavar="N", help="at most this many documents per task")
     add_judge_arguments(p)
     p.set_defaults(func=_cmd)

@@ -142,7 +142,8 @@ class JudgeClient:
             else:
                 if response.status_code in FATAL_STATUS:
                     self.stopped.set()  # every other request would be refused the same way: send no more
-                    raise JudgeError(f"--judge {self.url}: HTTP {response.status_code}, {FATAL_STATUS[response.status_code]}"
+                    raise JudgeError(f"--judge {self.url}: HTTP {response.status_code}, "
+                                     f"{FATAL_STATUS[response.status_code]}"
                                      f" (--judge-model {self.model!r}): {response.text[:300]}")
                 if response.status_code == 200:
                     return self._read(response, attempt + 1)

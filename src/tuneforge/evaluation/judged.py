@@ -29,7 +29,8 @@ def check_judged_options(opts: Any, plan: Any) -> None:
             raise ConfigError(f"{', '.join(given)}: only with --judge URL.")
     if opts.compare:
         if opts.predictions or not opts.data:
-            raise ConfigError("--compare RUN_B evaluates a second run on --data FILE; it does not apply to --predictions.")
+            raise ConfigError("--compare RUN_B evaluates a second run on --data FILE; it does not apply to "
+                              "--predictions.")
         if opts.compare_base:
             raise ConfigError("--compare RUN_B and --compare-base: give one (the judge compares two sets of answers).")
         if not Path(opts.compare).is_dir() and not opts.compare.startswith("builtin:"):

@@ -23,7 +23,8 @@ def _import_lm_eval():
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError:
-        raise ConfigError(f"--lm-eval-tasks needs lm-evaluation-harness, which is not installed: {INSTALL_HINT}.") from None
+        raise ConfigError("--lm-eval-tasks needs lm-evaluation-harness, which is not installed: "
+                          f"{INSTALL_HINT}.") from None
     return lm_eval, HFLM, TaskManager
 
 

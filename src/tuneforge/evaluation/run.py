@@ -212,7 +212,8 @@ def _settings(model: EvalModel, prep: Prepared, opts: EvalOptions) -> dict[str, 
     cfg = prep.cfg
     out = {"decoding": "greedy", "max_new_tokens": opts.max_new_tokens, "batch_size": cfg.per_device_train_batch_size,
            "seq_length": cfg.seq_length, "apply_chat_template": cfg.apply_chat_template,
-           "system_prompt": cfg.system_prompt, "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
+           "system_prompt": cfg.system_prompt, "device": str(model.device),
+           "dtype": str(model.dtype).replace("torch.", ""),
            "mixed_precision": model.mixed_precision,
            "rouge_tokenizer": opts.rouge_tokenizer, "bleu_tokenize": opts.bleu_tokenize}
     if prep.strategy == "dpo":
@@ -224,7 +225,8 @@ def _teacher_info(prep: Prepared) -> dict[str, dict[str, str]]:
     how = "tuneforge training evaluation (TrainingLoop.evaluate, {} recipe)"
     if prep.strategy == "sft":
         return {name: {"implementation": how.format("SFT"), "tokenizer": "the model's own", "scale": scale}
-                for name, scale in (("eval_loss", "mean cross-entropy per trained token"), ("perplexity", "exp(eval_loss)"),
+                for name, scale in (("eval_loss", "mean cross-entropy per trained token"),
+                                    ("perplexity", "exp(eval_loss)"),
                                     ("token_accuracy", "0-1"))}
     return {"dpo_loss": {"implementation": how.format(f"DPO ({prep.cfg.dpo_loss_type})"),
                          "tokenizer": "the model's own", "scale": "mean per pair",
@@ -233,7 +235,8 @@ def _teacher_info(prep: Prepared) -> dict[str, dict[str, str]]:
 
 def _counts(prep: Prepared, answers: dict[str, list[str]]) -> dict[str, Any]:
     counts: dict[str, Any] = {"generated": len(prep.items),
-                              "empty_predictions": {v: sum(1 for a in texts if not a.strip()) for v, texts in answers.items()}}
+                              "empty_predictions": {v: sum(1 for a in texts if not a.strip())
+                                                    for v, texts in answers.items()}}
     if prep.data is not None:
         split = prep.data.validation
         counts.update(rows=len(split), truncated=split.truncated, dropped=dict(prep.data.report.dropped))
@@ -297,7 +300,8 @@ def score_predictions(opts: EvalOptions, plan: Plan) -> Outcome:
         "tuneforge_eval": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": {"path": str(Path(opts.predictions).resolve()), "name": data_name(opts.predictions),
                  "format": "predictions"},
-        "counts": {"rows": len(rows), "empty_predictions": {"predictions": sum(1 for r in rows if not r.prediction.strip())}},
+        "counts": {"rows": len(rows),
+                   "empty_predictions": {"predictions": sum(1 for r in rows if not r.prediction.strip())}},
         "settings": {"rouge_tokenizer": opts.rouge_tokenizer, "bleu_tokenize": opts.bleu_tokenize},
         "metrics": {"predictions": scores.summary}, "delta": None,
         "metric_info": {k: v.to_dict() for k, v in scores.info.items()}, "versions": versions()}

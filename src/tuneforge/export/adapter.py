@@ -33,7 +33,8 @@ def _adapter_config(adapter_dir: Path) -> dict:
                      ("modules_to_save", "fully trained modules are not LoRA tensors"),
                      ("rank_pattern", "per-module ranks"), ("alpha_pattern", "per-module alphas")):
         if cfg.get(key):
-            raise ConfigError(f"{where}: {key} is set ({why}); export the merged model instead (without --adapter-only).")
+            raise ConfigError(f"{where}: {key} is set ({why}); export the merged model instead (without "
+                              "--adapter-only).")
     return cfg
 
 

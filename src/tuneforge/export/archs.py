@@ -63,7 +63,8 @@ def spec_for(config, where: str) -> ArchSpec:
 
 def hyperparameters(config, spec: ArchSpec) -> list[tuple[str, Callable, Any]]:
     """(name, GGUFWriter method name, value) for the model's shape, as llama.cpp's loader expects them."""
-    n_head, n_kv = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    n_head = config.num_attention_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     dim = head_dim(config)
     items: list[tuple[str, Callable, Any]] = [
         ("context_length", "add_context_length", int(config.max_position_embeddings)),

@@ -83,7 +83,8 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
     source, spec, tokenizer = load_run(run, trust_remote_code=trust_remote_code,
                                        allow_pickle_weights=allow_pickle_weights, say=say)
     started = time.perf_counter()
-    say(f"loading {source.base}" + (f" + adapter {source.adapter} (merged)" if source.adapter else "") + " in float32 ...")
+    say(f"loading {source.base}" + (f" + adapter {source.adapter} (merged)" if source.adapter else "")
+        + " in float32 ...")
     model = inference.load_model(source, tokenizer, dtype=torch.float32, device=torch.device("cpu"), merge=True)
     spec = archs.spec_for(model.config, repr(run))  # the loaded config decides
     name = file_stem(run)
@@ -103,7 +104,8 @@ def export_model(run: str, out: str, *, dtype: str = "f16", overwrite: bool = Fa
                    tensors.iter_encoded(model, plans), say)
         info = runtime_files.RuntimeInfo(name, filename, vocab.chat_template, _system_for_ollama(tokenizer, source),
                                          runtime_files.stop_tokens(tokenizer), runtime_files.generation_defaults(model),
-                                         int(source.run_config.get("seq_length") or model.config.max_position_embeddings))
+                                         int(source.run_config.get("seq_length")
+                                             or model.config.max_position_embeddings))
         peak_after_write = _peak_rss_gib()
         verify.expected_after_rounding(model, plans, ref)
         del model  # the reader's copy comes next: never two models at once
@@ -158,6 +160,7 @@ def _verify(staging: Path, filename: str, ref, stops, tokenizer, source, dtype: 
     for line in lines:
         say(line)
     if bad:
-        raise verify.ExportVerificationError("the exported file failed verification, nothing was kept: " + "; ".join(bad))
+        raise verify.ExportVerificationError("the exported file failed verification, nothing was kept: "
+                                             + "; ".join(bad))
     return {"table": lines, "rows": [vars(r) for r in rows], "file_tolerance": verify.FILE_TOLERANCE,
             "drift_tolerance": verify.DRIFT_TOLERANCE[dtype]}

@@ -17,7 +17,8 @@ LLAMA3 = ('{{- if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .Sy
           '{{- range .Messages }}{{- if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n'
           '{{ .Content }}<|eot_id|>{{ end }}{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n')
 FALLBACK = ('{{- if .System }}{{ .System }}\n\n{{ end }}'
-            '{{- range .Messages }}{{- if ne .Role "system" }}{{ .Role }}: {{ .Content }}\n{{ end }}{{- end }}assistant: ')
+            '{{- range .Messages }}{{- if ne .Role "system" }}{{ .Role }}: {{ .Content }}\n{{ end }}'
+            '{{- end }}assistant: ')
 # (marker in the Jinja template, family name, Ollama template)
 OLLAMA_TEMPLATES = (("<|im_start|>", "ChatML", CHATML), ("<|start_header_id|>", "Llama 3", LLAMA3))
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
@@ -88,10 +89,12 @@ def modelfile(info: RuntimeInfo) -> str:
 def readme(info: RuntimeInfo) -> str:
     family, _ = ollama_template(info.template)
     if info.adapter_base:
-        run_lines = ["## Base model first", "", "This is a LoRA adapter: the runtimes apply it to its base model's GGUF.",
+        run_lines = ["## Base model first", "",
+                     "This is a LoRA adapter: the runtimes apply it to its base model's GGUF.",
                      "Export the base (once) so that the Modelfile's FROM line finds it:", "", "```bash",
                      info.base_export_command or "", "```", "",
-                     "## llama.cpp", "", "```bash", f"llama-cli -m {info.adapter_base} --lora {info.gguf_file} --jinja -cnv"
+                     "## llama.cpp", "", "```bash",
+                     f"llama-cli -m {info.adapter_base} --lora {info.gguf_file} --jinja -cnv"
                      + (f" -sys {json.dumps(info.system, ensure_ascii=False)}" if info.system else ""),
                      "```"]
     else:
@@ -102,14 +105,16 @@ def readme(info: RuntimeInfo) -> str:
                  "the chat template are in the base model's GGUF.")
     else:
         intro = (f"`{info.gguf_file}`: written by `tuneforge export`; the tokenizer and the chat template"
-                 + (" (with the run's system prompt as its default)" if info.system else "") + " are embedded in the file.")
+                 + (" (with the run's system prompt as its default)" if info.system else "")
+                 + " are embedded in the file.")
     return "\n".join([
         f"# {info.name} (GGUF)", "", intro, "",
         *run_lines, "",
         "## Ollama", "", "```bash", f"ollama create {info.name} -f Modelfile", f"ollama run {info.name}", "```", "",
         f"The Modelfile's TEMPLATE is the {family} template translated for Ollama"
         + ("" if family != "fallback (role: content)" else
-           "; this model's chat template has no Ollama translation here, so the fallback only approximates it") + ".", "",
+           "; this model's chat template has no Ollama translation here, so the fallback only approximates it") + ".",
+                      "",
         "## LM Studio", "", "```bash", f"lms import {info.gguf_file}", "```", "",
         "LM Studio reads the embedded chat template.", "",
         "## Verification at export time", "", "```", *info.report, "```", ""])

@@ -63,7 +63,8 @@ def _token_table(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
     ids = tokenizer.get_vocab()
     added = {t.content: t for t in tokenizer.backend_tokenizer.get_added_tokens_decoder().values()}
     if max(ids.values()) >= vocab_size:
-        raise ConfigError(f"the tokenizer has ids up to {max(ids.values())} but the model's vocab_size is {vocab_size}: "
+        raise ConfigError(f"the tokenizer has ids up to {max(ids.values())} "
+                          f"but the model's vocab_size is {vocab_size}: "
                           "llama.cpp needs one embedding row per token. Nothing was written.")
     size = vocab_size  # rows past the tokenizer (padding) become unused tokens
     tokens = [f"[PAD{i}]" for i in range(size)]

@@ -16,7 +16,8 @@ KEY_SOURCES = {
                       "dpo": "DPO practice (DPO paper, Zephyr recipes): 10-100x below SFT",
                       "grpo": "GRPO: TRL 1.16's default 1e-6 for full training, about 10x that for LoRA"},
     "num_train_epochs": "2-10 is the usual range for SFT, 1-2 for DPO; stop when validation stops improving",
-    "per_device_train_batch_size": "a starting point: 'tuneforge plan MODEL --gpu-memory GiB' gives the largest that fits, or use 'auto'",
+    "per_device_train_batch_size": "a starting point: 'tuneforge plan MODEL --gpu-memory GiB' gives the largest that "
+                                   "fits, or use 'auto'",
     "gradient_accumulation_steps": "effective batch = batch x this x GPUs",
     "lora_dim": {"full": "0 = full-parameter training", "lora": "LoRA rank 32 on the attention projections (q,k,v,o)"},
     "lora_alpha": "2 x lora_dim (usual range 0.5-2x)",
@@ -53,7 +54,8 @@ def _yaml_value(value: Any) -> str:
     text = repr(value)
     if isinstance(value, float) and "e" in text:  # YAML 1.1 reads 5e-06 as a string: write 5.0e-06
         mantissa, exponent = text.split("e")
-        text = (mantissa if "." in mantissa else mantissa + ".0") + "e" + (exponent if exponent[0] in "+-" else "+" + exponent)
+        text = ((mantissa if "." in mantissa else mantissa + ".0") + "e"
+                + (exponent if exponent[0] in "+-" else "+" + exponent))
     return text
 
 
@@ -80,7 +82,8 @@ def config_text(model: str, strategy: str, method: str, train_data: str | None, 
     slug = entry.id.replace("builtin:", "")
     lines = [f"# tuneforge {strategy} / {method} for {entry.id} ({entry.hub_id}, {entry.size} parameters)",
              "# written by: tuneforge models config " + f"{entry.id} --strategy {strategy} --method {method}",
-             f"# licence: {entry.license}; chat template: {entry.chat_template} (turns end with {entry.end_of_turn})", ""]
+             f"# licence: {entry.license}; chat template: {entry.chat_template} (turns end with {entry.end_of_turn})",
+             ""]
     keys: list[tuple[str, Any, str]] = [
         ("training_strategy", strategy, ""), ("model", entry.id, f"gallery id -> {entry.hub_id}"),
         ("train_data", data[0] if data else "train.jsonl", "" if data else "your training rows (JSON/JSONL)")]
@@ -130,7 +133,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=1, ensure_ascii=False))
         return 0
-    params = f"{e.size} parameters" + (f" ({e.non_embedding_parameters_b}B without embeddings)" if e.non_embedding_parameters_b else "")
+    params = f"{e.size} parameters" + (f" ({e.non_embedding_parameters_b}B without embeddings)"
+                                       if e.non_embedding_parameters_b else "")
     print(f"{e.id}: {e.hub_id} ({e.family}, {params}), licence: {e.license}")
     print(f"  architecture: {e.model_type}, {e.layers} layers, hidden {e.hidden}, intermediate {e.intermediate}, "
           f"{e.heads} heads / {e.kv_heads} kv heads x {e.resolved_head_dim}, vocab {e.vocab:,}, "
@@ -193,7 +197,8 @@ def print_plan(p) -> None:
     for m in p.methods:
         est = m.fit.estimate if m.fit else m.minimum
         states = est.trainable + est.gradients + est.optimizer
-        settings = _fit_text(m.fit, p.device) if m.fit else "needs " + _gib(est.total / GIB) + " GiB at batch 1 with checkpointing"
+        settings = (_fit_text(m.fit, p.device) if m.fit
+                    else "needs " + _gib(est.total / GIB) + " GiB at batch 1 with checkpointing")
         rows.append((m.method, "yes" if m.fits else "no", _gib(est.total / GIB), _gib(est.weights / GIB),
                      _gib(states / GIB), _gib(est.activations / GIB), _gib(est.logits / GIB), _gib(est.overhead / GIB),
                      settings))
@@ -226,7 +231,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="the model gallery: list, show, write a recommended config",
-                            description="Known base models with their architecture, chat template and recommended hyperparameters.")
+                            description="Known base models with their architecture, chat template and recommended "
+                                        "hyperparameters.")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
     p = msub.add_parser("list", help="table of gallery models")
     p.add_argument("--json", action="store_true", help="JSON array of every entry")
@@ -236,7 +242,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_show)
     p = msub.add_parser("config", help="print a ready YAML config with recommended hyperparameters",
-                        description="Print a training config (redirect it: > my.yaml) with the gallery's recommended values.")
+                        description="Print a training config (redirect it: > my.yaml) with the gallery's recommended "
+                                    "values.")
     p.add_argument("model", help="gallery id")
     p.add_argument("--strategy", choices=STRATEGIES, default="sft")
     p.add_argument("--method", choices=METHODS, default="lora")
@@ -246,11 +253,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plan", help="what fits a GPU: method, batch size, checkpointing, multi-GPU "
                                     "parallelism",
-                       description="Estimate per method whether training fits, the largest per_device_train_batch_size, "
+                       description="Estimate per method whether training fits, the largest "
+                                   "per_device_train_batch_size, "
                                    "whether gradient checkpointing is needed and, when one GPU is not enough, which "
                                    "parallelism (ZeRO-2, ZeRO-3, FSDP) on how many GPUs makes it fit.")
     p.add_argument("model", help="gallery id, local model directory, or a config.json file")
-    p.add_argument("--gpu-memory", type=float, required=True, metavar="GiB", help="memory of one GPU in GiB (e.g. 24, 80)")
+    p.add_argument("--gpu-memory", type=float, required=True, metavar="GiB",
+                   help="memory of one GPU in GiB (e.g. 24, 80)")
     p.add_argument("--gpus", type=int, default=1, help="number of GPUs (default 1)")
     p.add_argument("--strategy", choices=STRATEGIES, default="sft")
     p.add_argument("--method", choices=METHODS + ("all",), default="all")

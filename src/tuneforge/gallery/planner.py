@@ -141,7 +141,8 @@ def _try(cfg: TrainConfig, shape: ModelShape, device: str, mixed: str, budget: f
     if plain == 0 and with_ckpt == 0:
         return None
     use_ckpt = plain < min(PREFER_BATCH_WITHOUT_CHECKPOINTING, with_ckpt)
-    chosen = dataclasses.replace(ckpt_cfg if use_ckpt else cfg, per_device_train_batch_size=with_ckpt if use_ckpt else plain)
+    chosen = dataclasses.replace(ckpt_cfg if use_ckpt else cfg,
+                                 per_device_train_batch_size=with_ckpt if use_ckpt else plain)
     return Fit(parallelism, gpus, chosen.per_device_train_batch_size, use_ckpt,
                estimate(chosen, shape, device, mixed, sharding=sharding), with_ckpt, plain)
 

@@ -203,10 +203,12 @@ def stop_token_ids(model: nn.Module, tokenizer) -> list[int]:
     return ids
 
 
-def prompt_ids(tokenizer, source: ModelSource, messages: Sequence[Message], system_prompt: str | None = None) -> list[int]:
+def prompt_ids(tokenizer, source: ModelSource, messages: Sequence[Message],
+               system_prompt: str | None = None) -> list[int]:
     """A conversation rendered for generation the way the run trained: its template and system prompt."""
     system = system_prompt if system_prompt is not None else source.system_prompt
-    return encode_prompt(tokenizer, with_system_prompt(messages, system), chat_template=source.uses_chat_template(tokenizer))
+    return encode_prompt(tokenizer, with_system_prompt(messages, system),
+                         chat_template=source.uses_chat_template(tokenizer))
 
 
 def default_device() -> torch.device:

@@ -30,7 +30,8 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> Precision:
     if mode == "auto":
         mode = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
     if mode != "no" and device.type != "cuda":
-        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r}: needs a GPU; this run is on {device.type}. Use 'auto' or 'no'.")
+        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r}: needs a GPU; this run is on {device.type}. Use "
+                          "'auto' or 'no'.")
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
     # Frozen base weights can live in 16 bit; trained full-parameter weights stay fp32 masters
     # (AdamW updates on bf16 weights lose most small steps).
@@ -150,7 +151,8 @@ def load_base_model(cfg: TrainConfig, tokenizer, device: torch.device, precision
     except (OSError, ValueError, ImportError) as exc:
         msg = first_line(exc)
         if "safetensors" in msg.lower() and not cfg.allow_pickle_weights:
-            msg += " (only safetensors weights are loaded; set allow_pickle_weights: true to accept pickle .bin files you trust)"
+            msg += (" (only safetensors weights are loaded; "
+                    "set allow_pickle_weights: true to accept pickle .bin files you trust)")
         raise ConfigError(f"model={cfg.model!r}: cannot load it ({msg}).") from None
     if head is not CAUSAL_LM and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # sequence classification pools at the last non-pad token

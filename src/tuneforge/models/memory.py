@@ -109,7 +109,8 @@ class ModelShape:
         cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
         hidden = int(cfg.hidden_size)
-        return cls(hidden=hidden, layers=int(cfg.num_hidden_layers), intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden)),
+        return cls(hidden=hidden, layers=int(cfg.num_hidden_layers),
+                   intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden)),
                    heads=heads, kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
                    head_dim=int(getattr(cfg, "head_dim", None) or hidden // heads), vocab=int(cfg.vocab_size),
                    tied=bool(getattr(cfg, "tie_word_embeddings", False)),
@@ -214,7 +215,8 @@ def _weight_bytes(cfg: TrainConfig, shape: ModelShape, total_params: int, mixed:
     return quantized * bits / 8 * (1 + QUANT_OVERHEAD[bits]) + rest * 4
 
 
-def micro_batch_tokens(cfg: TrainConfig, row_tokens: int | None = None, train_rows: int | None = None) -> tuple[int, int]:
+def micro_batch_tokens(cfg: TrainConfig, row_tokens: int | None = None,
+                       train_rows: int | None = None) -> tuple[int, int]:
     """(sequences, tokens per sequence) of the largest micro-batch: never more rows than the data has."""
     rows = int(cfg.per_device_train_batch_size)
     if train_rows:
@@ -291,7 +293,8 @@ def estimate(cfg: TrainConfig, shape: ModelShape, device_type: str, mixed: str =
     tokens = seqs * row
     divide = shard.world if shard.shards_states else 1
     est = MemoryEstimate(
-        weights=weights, trainable=(trainable_params * 4 / (shard.world if shard.shards_weights else 1)) if lora else 0.0,
+        weights=weights,
+        trainable=(trainable_params * 4 / (shard.world if shard.shards_weights else 1)) if lora else 0.0,
         gradients=trainable_params * 4 / divide, optimizer=trainable_params * 8 / divide,
         activations=_activation_bytes(cfg, shape, prof, mixed, tokens),
         logits=_logit_bytes(cfg, shape, prof, device_type, tokens),
@@ -349,7 +352,8 @@ def _meminfo(key: str) -> float | None:
 def device_memory(device: torch.device) -> DeviceMemory:
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
-        return DeviceMemory(torch.cuda.get_device_name(device), float(total), float(free + torch.cuda.memory_reserved(device)))
+        return DeviceMemory(torch.cuda.get_device_name(device), float(total),
+                            float(free + torch.cuda.memory_reserved(device)))
     from ..monitor import host_memory
 
     total = _meminfo("MemTotal") or float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -38,10 +38,12 @@ def _variants(cfg: TrainConfig, fitted_batch: int) -> list[tuple[str, TrainConfi
         out.append((f"per_device_train_batch_size: 1, gradient_accumulation_steps: {v.gradient_accumulation_steps} "
                     "(same rows per step)", v))
     if cfg.gradient_checkpointing is not True:
-        out.append(("gradient_checkpointing: true (~30% slower)", dataclasses.replace(cfg, gradient_checkpointing=True)))
+        out.append(("gradient_checkpointing: true (~30% slower)",
+                    dataclasses.replace(cfg, gradient_checkpointing=True)))
     if cfg.is_full:
         out.append(("lora_dim: 32 (LoRA)", dataclasses.replace(cfg, lora_dim=32)))
-        out.append(("lora_dim: 32, load_in_4bit: true (QLoRA)", dataclasses.replace(cfg, lora_dim=32, load_in_4bit=True)))
+        out.append(("lora_dim: 32, load_in_4bit: true (QLoRA)",
+                    dataclasses.replace(cfg, lora_dim=32, load_in_4bit=True)))
     elif not cfg.quantized:
         out.append(("load_in_4bit: true (QLoRA)", dataclasses.replace(cfg, load_in_4bit=True)))
     return out
@@ -110,7 +112,8 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
     est = estimate(cfg, shape, device.type, mixed, total_params=total_params, trainable_params=trainable_params,
                    longest_row=longest_row, train_rows=train_rows, sharding=sharding)
     seqs, row = micro_batch_tokens(cfg, longest_row, train_rows)
-    rows_text = f"{seqs} x {row} tokens" + ("" if row == cfg.seq_length else f" (the longest rows; seq_length {cfg.seq_length})")
+    rows_text = f"{seqs} x {row} tokens" + ("" if row == cfg.seq_length else " (the longest rows; seq_length "
+                                                                             f"{cfg.seq_length})")
     dev = memory.device_memory(device)  # looked up on the module, so tests can stand in for the device
     parts = est.parts_gib()
     names = {"overhead": "runtime"}
@@ -126,7 +129,8 @@ def estimate_lines(cfg: TrainConfig, model: Any, device: torch.device, mixed: st
         lines += [f"    - {s}" for s in tips] or ["    - a shorter seq_length, or a machine with more memory"]
     return lines, {**{f"memory_estimate_{k}_gib": v for k, v in parts.items()},
                    "memory_estimate_allocated_gib": round(est.allocated / GIB, 3),
-                   "device_memory_total_gib": round(dev.total / GIB, 3), "device_memory_usable_gib": round(dev.usable / GIB, 3)}
+                   "device_memory_total_gib": round(dev.total / GIB, 3),
+                   "device_memory_usable_gib": round(dev.usable / GIB, 3)}
 
 
 def checkpointing_needed(cfg: TrainConfig, record: dict[str, float]) -> bool:

@@ -167,7 +167,8 @@ def _sample_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: Samplin
 
 def pad_right(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> torch.Tensor:
     width = width if width is not None else max((len(r) for r in rows), default=0)
-    return torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
+    return torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rows],
+                        dtype=torch.long).reshape(len(rows), width)
 
 
 __all__ = ["SamplingSettings", "Completions", "sample_completions", "filter_logits", "pick_tokens", "pad_right"]

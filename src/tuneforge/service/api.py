@@ -312,7 +312,8 @@ def _dataset_routes(app: FastAPI, service: TaskService) -> None:
 
 def create_api(settings: Settings | None = None, service: TaskService | None = None, *,
                start_worker: bool = True) -> FastAPI:
-    """The service's FastAPI app (the API alone; ``tuneforge.apps.create_app`` is the console's app). The worker starts with the app (lifespan) and stops with it; running tasks
+    """The service's FastAPI app (the API alone; ``tuneforge.apps.create_app`` is the console's app).
+    The worker starts with the app (lifespan) and stops with it; running tasks
     are left running (they are re-attached at the next start)."""
     service = service or TaskService(settings or Settings())
 

@@ -114,7 +114,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"{'waiting':>14}: {task['wait_reason'].removeprefix('waiting: ')}")
     print(f"{'progress':>14}: {_progress(task)} steps")
     print(f"{'best':>14}: {task.get('best_metric_name')} {_fmt(task.get('best_metric'), '', 5)}")
-    print(f"{'peak memory':>14}: host {_fmt(task.get('peak_host_gib'), ' GiB')}, GPU {_fmt(task.get('peak_gpu_gib'), ' GiB')}")
+    print(f"{'peak memory':>14}: host {_fmt(task.get('peak_host_gib'), ' GiB')}, GPU "
+          f"{_fmt(task.get('peak_gpu_gib'), ' GiB')}")
     return 0
 
 

@@ -51,7 +51,8 @@ def config_error_key(message: str) -> str | None:
 
 def _data_paths(config: dict[str, Any]) -> list[str]:
     """Every data file a task config names (preflight's reading of train_data, plus validation_data)."""
-    return [p for p in [*data_paths(config.get("train_data")), config.get("validation_data")] if isinstance(p, str) and p]
+    return [p for p in [*data_paths(config.get("train_data")), config.get("validation_data")]
+            if isinstance(p, str) and p]
 
 
 def _attempt_seconds(row: dict) -> float:
@@ -59,7 +60,8 @@ def _attempt_seconds(row: dict) -> float:
     from datetime import datetime
 
     try:
-        started, finished = (datetime.fromisoformat(str(row[k]).replace("Z", "+00:00")) for k in ("started_at", "finished_at"))
+        started, finished = (datetime.fromisoformat(str(row[k]).replace("Z", "+00:00"))
+                             for k in ("started_at", "finished_at"))
     except (KeyError, TypeError, ValueError):
         return 0.0
     return max(0.0, (finished - started).total_seconds())
@@ -291,7 +293,8 @@ class TaskService:
             raise Conflict(f"task {row['id']}: cannot write its config to its run directory: {exc}") from None
         if not self.store.update_task(row["id"], where_status=RESUMABLE, status=QUEUED, config=config,
                                       stop_requested=0, finished_at=None, exit_code=None, error=None,
-                                      earlier_attempts_s=(row.get("earlier_attempts_s") or 0.0) + _attempt_seconds(row)):
+                                      earlier_attempts_s=(row.get("earlier_attempts_s") or 0.0)
+                                                         + _attempt_seconds(row)):
             raise Conflict(f"task {row['id']} changed status meanwhile; try again.")
         self.notify()
         return self.get_task(row["id"])
@@ -308,7 +311,8 @@ class TaskService:
         """Start ``tuneforge eval`` of a succeeded task on an uploaded data set (``dataset``: its id) or a file the
         path policy allows (``data``), with ``compare_base``; results land in the run directory's ``eval/``."""
         if not isinstance(body, dict):
-            raise BadRequest('body: expected {"dataset": ID} or {"data": "FILE"}, and optionally "compare_base".', "body")
+            raise BadRequest('body: expected {"dataset": ID} or {"data": "FILE"}, and optionally "compare_base".',
+                             "body")
         task = self.get_task(task_id)
         if body.get("dataset") is not None:
             if isinstance(body["dataset"], bool) or not isinstance(body["dataset"], int):
@@ -390,7 +394,8 @@ class TaskService:
         if self.policy.restricted and not any(r == run_dir or r in run_dir.parents for r in self.policy.model_roots()):
             raise BadRequest(f"path={str(path)!r}: outside the directories this service may read.", "path")
         if not run_dir.is_dir() or not any((run_dir / f).exists() for f in (METRICS_FILE, FINISHED_MARKER)):
-            raise BadRequest(f"path={str(path)!r}: not a run directory (no {METRICS_FILE} or {FINISHED_MARKER}).", "path")
+            raise BadRequest(f"path={str(path)!r}: not a run directory (no {METRICS_FILE} or {FINISHED_MARKER}).",
+                             "path")
         existing = self.store.task_by_run_dir(str(run_dir))
         if existing:
             return self.task_view(existing)
@@ -489,8 +494,9 @@ class TaskService:
                                "upload it again.", "train_data") from None
             if (size, sha256) != (row["size_bytes"], row["sha256"]):
                 raise Conflict(f"train_data: data set {row['id']} ({Path(path).name}) changed on disk since it was "
-                               f"uploaded ({row['size_bytes']} bytes, sha256 {row['sha256'][:12]}..., now {size} bytes, "
-                               f"sha256 {sha256[:12]}...); upload the new version as a new data set.", "train_data")
+                               f"uploaded ({row['size_bytes']} bytes, sha256 {row['sha256'][:12]}..., now {size} "
+                               f"bytes, sha256 {sha256[:12]}...); upload the new version as a new data set.",
+                               "train_data")
 
     def _dataset_config(self, dataset_id: int, keys: dict[str, Any]):
         dataset = self.get_dataset(dataset_id)

@@ -189,7 +189,8 @@ class Deployments:
         if deployment["status"] != DEPLOY_READY:
             raise Conflict(f"task {task_id}: its deployment is {deployment['status']}"
                            + (f" ({deployment['error']})" if deployment.get("error") else "")
-                           + ("; wait until it is ready." if deployment["status"] == DEPLOY_STARTING else "; deploy it again."))
+                           + ("; wait until it is ready." if deployment["status"] == DEPLOY_STARTING
+                              else "; deploy it again."))
         return deployment
 
     def chat(self, task_id: int, body: Any) -> dict[str, Any]:

@@ -66,7 +66,8 @@ async def task_events(service: "TaskService", task_id: int, start: tuple[int, in
         chunk = service.log(task_id, log_offset, 65536)
         if chunk["text"]:
             log_offset = chunk["next_offset"]
-            yield _event("log", {"offset": chunk["offset"], "text": chunk["text"]}, _pos(metrics, resources, log_offset))
+            yield _event("log", {"offset": chunk["offset"], "text": chunk["text"]},
+                         _pos(metrics, resources, log_offset))
         if task["status"] in FINAL_STATUSES and not rows and not new_resources and not chunk["text"]:
             yield _event("end", {"id": task_id, "status": task["status"]}, _pos(metrics, resources, log_offset))
             return

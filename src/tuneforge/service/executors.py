@@ -133,7 +133,8 @@ class RayExecutor(Executor):
         try:
             from ray.job_submission import JobSubmissionClient
         except ImportError:
-            raise TuneforgeError("--executor ray needs Ray: pip install 'tuneforge[ray]' (or 'ray[default]').") from None
+            raise TuneforgeError("--executor ray needs Ray: "
+                                 "pip install 'tuneforge[ray]' (or 'ray[default]').") from None
         self.address = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
         try:
             self.client = JobSubmissionClient(self.address)
@@ -144,7 +145,8 @@ class RayExecutor(Executor):
         run_dir = Path(task["run_dir"])
         command = " ".join(shlex.quote(c) for c in task_command(run_dir, sample_interval))
         entrypoint = f"cd {shlex.quote(str(run_dir))} && exec {command} >> {shlex.quote(str(run_dir / LOG_FILE))} 2>&1"
-        passed = {k: v for k, v in env.items() if k.startswith(("HF_", "TUNEFORGE_", "OMP_", "TOKENIZERS_", "PYTHONPATH"))}
+        passed = {k: v for k, v in env.items() if k.startswith(("HF_", "TUNEFORGE_", "OMP_", "TOKENIZERS_",
+                                                                "PYTHONPATH"))}
         job_id = self.client.submit_job(
             entrypoint=entrypoint, submission_id=f"tuneforge-task-{task['id']}-{uuid.uuid4().hex[:8]}",
             runtime_env={"env_vars": passed}, entrypoint_num_gpus=task.get("gpus") or None,

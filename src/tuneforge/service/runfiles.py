@@ -38,9 +38,11 @@ class TaskSummary:
         host = row.get("host_rss_gib")
         if isinstance(host, (int, float)):
             self.peak_host_gib = max(self.peak_host_gib or 0.0, float(host))
-        gpu = sum(v for k, v in row.items() if k.startswith("gpu") and k.endswith("_task_gib") and isinstance(v, (int, float)))
+        gpu = sum(v for k, v in row.items()
+                  if k.startswith("gpu") and k.endswith("_task_gib") and isinstance(v, (int, float)))
         if not gpu:  # the driver did not tell per process: the devices' used memory is the best bound
-            gpu = sum(v for k, v in row.items() if k.startswith("gpu") and k.endswith("_used_gib") and isinstance(v, (int, float)))
+            gpu = sum(v for k, v in row.items()
+                      if k.startswith("gpu") and k.endswith("_used_gib") and isinstance(v, (int, float)))
         if gpu:
             self.peak_gpu_gib = max(self.peak_gpu_gib or 0.0, round(float(gpu), 3))
 

@@ -60,7 +60,8 @@ def final_status(task: dict, exit: Exit) -> tuple[str, str | None]:
     if code is None and is_finished(Path(task["run_dir"])):
         return SUCCEEDED, None  # e.g. a run from a terminal that the service followed
     if code is None:
-        return INTERRUPTED, "the task's process ended without an exit code (killed with the service, or the machine restarted); resume it"
+        return INTERRUPTED, ("the task's process ended without an exit code "
+                             "(killed with the service, or the machine restarted); resume it")
     if code in SIGTERM_CODES:
         return INTERRUPTED, "terminated by SIGTERM from outside the service; resume it"
     why = log_error_line(Path(task["run_dir"]) / LOG_FILE)

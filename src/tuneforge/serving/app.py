@@ -117,7 +117,8 @@ def chat_job(state: ServerState, body: protocol.ChatCompletionRequest, sink: Sin
         ids = inference.prompt_ids(model.tokenizer, model.source, messages)
     except TemplateMismatch as exc:
         raise ApiError(400, f"messages: {exc}", "messages") from None
-    max_tokens = _max_tokens(model, len(ids), body.requested_max_tokens(), state.settings.default_max_tokens, "messages")
+    max_tokens = _max_tokens(model, len(ids), body.requested_max_tokens(), state.settings.default_max_tokens,
+                             "messages")
     return Job(model, ids, body.sampling(max_tokens), sink)
 
 
@@ -276,7 +277,8 @@ async def _run(state: ServerState, jobs: list[Job], sink: Sink, request: Request
         prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
         choices = len(jobs) * body.n
         if body.stream:
-            content = chat_sse(sink, body, prompt_tokens) if chat else completion_sse(sink, body, choices, prompt_tokens)
+            content = (chat_sse(sink, body, prompt_tokens) if chat
+                       else completion_sse(sink, body, choices, prompt_tokens))
             return EventStream(content, release)
         texts, reasons, tokens = await collect(sink, choices, request)
     except BaseException:

@@ -214,7 +214,8 @@ class Batcher:
                     self._admit()
                     if self._batch.rows:
                         self._decode()
-                except Exception as exc:  # a failed forward pass (e.g. out of memory) fails its requests, not the server
+                except Exception as exc:
+                    # a failed forward pass (e.g. out of memory) fails its requests, not the server
                     log.exception("generation failed")
                     self._fail([r.job for r in self._batch.rows], exc)
                     self._batch = _Batch()

@@ -77,7 +77,8 @@ def _serve_transformers(args: argparse.Namespace, specs, key: str | None) -> int
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {', '.join(m.name for m in models)} at http://{shown}:{port}/v1 "
-          f"(max batch {args.max_batch_size}, max concurrent {args.max_concurrent}){'; API key required' if key else ''}",
+          f"(max batch {args.max_batch_size}, max concurrent "
+          f"{args.max_concurrent}){'; API key required' if key else ''}",
           flush=True)
     config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=5)
     try:
@@ -99,7 +100,8 @@ def task_run(task_id: int, home: str | None) -> str:
     except TaskNotFound as exc:
         raise ConfigError(f"--task {task_id}: {exc}") from None
     if task["status"] != "succeeded":
-        raise ConfigError(f"--task {task_id}: the task is {task['status']}; only a succeeded task has a model to serve.")
+        raise ConfigError(f"--task {task_id}: the task is {task['status']}; "
+                          "only a succeeded task has a model to serve.")
     name = task.get("name") or ""
     return f"{name if NAME_PATTERN.match(name) else Path(task['run_dir']).name}={task['run_dir']}"
 
@@ -134,11 +136,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN", help="run or model directory, optionally as NAME=PATH")
     p.add_argument("--task", type=int, action="append", metavar="ID",
                    help="also serve the output of this succeeded task of the task service (repeatable)")
-    p.add_argument("--home", default=None, help="the task service's home for --task (default $TUNEFORGE_HOME or ~/.tuneforge)")
+    p.add_argument("--home", default=None,
+                   help="the task service's home for --task (default $TUNEFORGE_HOME or ~/.tuneforge)")
     p.add_argument("--name", action="append", help="model id for the RUN in the same position (repeat per RUN)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs --api-key)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--api-key", default=None, help=f"clients must send 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
+    p.add_argument("--api-key", default=None,
+                   help=f"clients must send 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
     p.add_argument("--engine", dest="backend", choices=("transformers", "vllm"), default="transformers",
                    help="transformers (default; CPU or GPU) or vllm (GPU; needs 'pip install vllm')")
     p.add_argument("--max-batch-size", type=int, default=8, help="sequences generated together per model (default 8)")

@@ -180,7 +180,8 @@ def load_models(specs: list[RunSpec], *, trust: TrustSettings, dtype: str = "aut
         for i in members:
             adapter = f"run{i}" if sources[i].adapter else (BASE_ONLY if adapters else None)
             served[i] = ServedModel(specs[i].name, specs[i].path, sources[i], tokenizers[i], backbone, adapter,
-                                    inference.stop_token_ids(model, tokenizers[i]), int(Path(specs[i].path).stat().st_mtime))
+                                    inference.stop_token_ids(model, tokenizers[i]),
+                                    int(Path(specs[i].path).stat().st_mtime))
         log(f"loaded {', '.join(specs[i].name for i in members)} on {key if len(key) < 80 else '...' + key[-77:]} "
             f"({device.type}, context {backbone.context_limit} tokens)")
     return [s for s in served if s is not None]

@@ -119,7 +119,8 @@ async def chat_sse(sink: Sink, body: protocol.ChatCompletionRequest, prompt_toke
             tokens += event.completion_tokens
             yield sse(protocol.chat_chunk(rid, name, created, event.index, {}, event.finish_reason))
     if body.include_usage:
-        yield sse(protocol.usage_chunk(rid, name, created, "chat.completion.chunk", protocol.usage(prompt_tokens, tokens)))
+        yield sse(protocol.usage_chunk(rid, name, created, "chat.completion.chunk",
+                                       protocol.usage(prompt_tokens, tokens)))
     yield sse("[DONE]")
 
 

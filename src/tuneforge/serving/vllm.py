@@ -66,7 +66,8 @@ def chat_template_with_system(template: str, system_prompt: str | None) -> str:
         return template
     literal = json.dumps(system_prompt)  # a valid Jinja string literal
     return ("{%- if not messages or messages[0]['role'] != 'system' -%}"
-            "{%- set messages = [{'role': 'system', 'content': " + literal + "}] + messages -%}{%- endif -%}" + template)
+            "{%- set messages = [{'role': 'system', 'content': " + literal + "}] + messages -%}"
+            "{%- endif -%}" + template)
 
 
 def _template_file(sources, tokenizers, root: Path) -> Path | None:
@@ -101,7 +102,8 @@ def _choose_model(specs, sources, merged: dict[str, str]) -> tuple[str, str, dic
     adapters = {spec.name: src.adapter for spec, src in zip(specs, sources) if src.adapter and spec.name not in merged}
     adapter_keys = {backbone_key(src) for spec, src in zip(specs, sources) if spec.name in adapters}
     if len(full) > 1 or len(adapter_keys) > 1:
-        raise ConfigError(f"--engine vllm serves one base model per process: these runs need {len(full) + len(adapter_keys)}"
+        raise ConfigError("--engine vllm serves one base model per process: "
+                          f"these runs need {len(full) + len(adapter_keys)}"
                           f" (full or merged models: {', '.join(n for n, _ in full) or 'none'}; adapter bases: "
                           f"{len(adapter_keys)}). Serve them in separate processes (different --port).")
     if full:

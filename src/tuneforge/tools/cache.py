@@ -42,7 +42,8 @@ def _clear(args: argparse.Namespace) -> int:
     known = {e["key"] for e in list_entries(root)}
     unknown = [k for k in args.keys if k not in known]
     if unknown:
-        raise ConfigError(f"cache clear: no entry {', '.join(map(repr, unknown))} in {root} (see 'tuneforge cache ls').")
+        raise ConfigError(f"cache clear: no entry {', '.join(map(repr, unknown))} in {root} "
+                          "(see 'tuneforge cache ls').")
     removed = remove_entries(root, args.keys or None)
     print(f"removed {len(removed)} entries from {root}")
     return 0

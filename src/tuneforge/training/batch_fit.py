@@ -125,7 +125,8 @@ def resolve_auto_batch(cfg: TrainConfig, recipe: Any, loss_module: torch.nn.Modu
     devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):  # the probe's dropout must not shift the run's RNG stream
-            fitted = fit_micro_batch(lambda n: probe_step(recipe, loss_module, device, trainable, n), max(1, start), report)
+            fitted = fit_micro_batch(lambda n: probe_step(recipe, loss_module, device, trainable, n), max(1, start),
+                                     report)
     except (RuntimeError, torch.OutOfMemoryError) as exc:
         if is_oom(exc):
             raise TrainingAborted(oom_message(cfg, 1, cfg.gradient_accumulation_steps,
@@ -151,7 +152,8 @@ def rechunk(micro_rows: Sequence[Sequence[int]], limit: int) -> list[list[int]]:
     return out
 
 
-def resolve_batch(cfg: TrainConfig, saved_geometry: dict[str, int] | None, make_probe_recipe: Callable[[TrainConfig], Any],
+def resolve_batch(cfg: TrainConfig, saved_geometry: dict[str, int] | None,
+                  make_probe_recipe: Callable[[TrainConfig], Any],
                   loss_module: torch.nn.Module, device: torch.device, world: int,
                   say: Callable[[str], None]) -> BatchGeometry:
     """The run's batch geometry, resolved once at its start: fixed, with the accumulation derived from
@@ -159,7 +161,8 @@ def resolve_batch(cfg: TrainConfig, saved_geometry: dict[str, int] | None, make_
     if cfg.per_device_train_batch_size != "auto":
         return geometry_for(cfg, world)
     if saved_geometry:
-        return BatchGeometry(saved_geometry["per_device_train_batch_size"], saved_geometry["gradient_accumulation_steps"])
+        return BatchGeometry(saved_geometry["per_device_train_batch_size"],
+                             saved_geometry["gradient_accumulation_steps"])
     if cfg.fsdp or cfg.deepspeed:
         raise ConfigError("per_device_train_batch_size: auto is not supported with fsdp/deepspeed; give a number.")
     probe = make_probe_recipe(dataclasses.replace(cfg, per_device_train_batch_size=1))

@@ -355,7 +355,8 @@ class GRPORecipe:
         adv_var = sums.get("advantage_sq", 0.0) / n - (sums.get("advantage_sum", 0.0) / n) ** 2
         out.update({"loss": ratio("loss_sum", "units"), "reward_std": ratio("group_std_sum", "groups"),
                     "advantage_std": math.sqrt(max(adv_var, 0.0)),
-                    "clip_ratio/low": ratio("clip_low", "loss_tokens"), "clip_ratio/high": ratio("clip_high", "loss_tokens"),
+                    "clip_ratio/low": ratio("clip_low", "loss_tokens"),
+                    "clip_ratio/high": ratio("clip_high", "loss_tokens"),
                     "completion_length": ratio("completion_tokens", "completions"),
                     "completion_length_max": float(self.length_max),
                     "truncated_fraction": ratio("truncated", "completions"),

@@ -31,7 +31,8 @@ class KTOBatch:
     desirable: torch.Tensor  # (B,) bool
 
     def to(self, device: torch.device) -> "KTOBatch":
-        return KTOBatch(self.pairs.to(device), self.completions.to(device), self.kl.to(device), self.desirable.to(device))
+        return KTOBatch(self.pairs.to(device), self.completions.to(device), self.kl.to(device),
+                        self.desirable.to(device))
 
 
 def row_logps(loss_module: nn.Module, seqs: Batch) -> torch.Tensor:

@@ -38,7 +38,8 @@ class Recipe(Protocol):
     def collate(self, rows: Sequence[int], split: str) -> Any: ...
     def units(self, batch: Any) -> int: ...  # what the loss is averaged over (tokens, pairs)
     def real_tokens(self, batch: Any) -> int: ...
-    def loss(self, loss_module: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...  # (summed loss, stat sums)
+    def loss(self, loss_module: nn.Module,
+             batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...  # (summed loss, stat sums)
     def summarize(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]: ...
     def eval_batches(self) -> list[Any]: ...
 
@@ -182,7 +183,8 @@ class TrainingLoop:
         self.state.step_in_epoch += 1
         if self.progress_file is not None:
             self.progress_file.step_done(self.state.global_step,
-                                         self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), took)
+                                         self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch),
+                                         took)
         if applied:
             for k, v in sums.items():
                 self.window[k] = self.window.get(k, 0.0) + v

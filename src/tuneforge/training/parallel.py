@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from ..preflight import load_deepspeed_config, zero_stage
 
 FSDP_NEEDS_ACCELERATOR = ("accelerate runs FSDP only on GPUs (or other accelerators), in a distributed launch "
-                          "(tuneforge train --nproc N for N >= 2; torchrun --nproc_per_node N or accelerate launch for any N). "
+                          "(tuneforge train --nproc N for N >= 2; "
+                          "torchrun --nproc_per_node N or accelerate launch for any N). "
                           "Remove fsdp to train with DDP.")
 
 

@@ -74,7 +74,8 @@ def describe_splits(unit: str, n_train: int, train_truncated: int, validation: t
     singular = unit[:-1] if unit.endswith("s") else unit
     text = f"{n_train:,} training {singular if n_train == 1 else unit} ({train_truncated:,} truncated to seq_length)"
     if validation:
-        text += f", {validation[0]:,} validation {singular if validation[0] == 1 else unit} ({validation[1]:,} truncated)"
+        text += (f", {validation[0]:,} validation {singular if validation[0] == 1 else unit} "
+                 f"({validation[1]:,} truncated)")
     else:
         text += ", no validation set"
     return text + dropped

@@ -61,7 +61,8 @@ class RewardRecipe:
         return {f"{prefix}loss": sums.get("loss_sum", 0.0) / n, f"{prefix}accuracy": sums.get("accuracy", 0.0) / n,
                 f"{prefix}margin": sums.get("margin", 0.0) / n,
                 f"{prefix}chosen_reward": sums.get("rewards_chosen", 0.0) / n,
-                f"{prefix}rejected_reward": sums.get("rewards_rejected", 0.0) / n, f"{prefix}pairs": sums.get("pairs", 0.0)}
+                f"{prefix}rejected_reward": sums.get("rewards_rejected", 0.0) / n,
+                f"{prefix}pairs": sums.get("pairs", 0.0)}
 
 
 def make_reward_recipe(cfg, data: DPOData, tokenizer, loss_module: nn.Module, accelerator) -> RewardRecipe:

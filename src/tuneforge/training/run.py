@@ -231,7 +231,8 @@ class Run:
         self.log.write({"event": "resume" if resumed else "start", "step": loop.state.global_step,
                         "method": cfg.method, "strategy": cfg.training_strategy, **resumed,
                         "trainable_params": self.trainable, "total_params": self.total,
-                        "effective_batch_size": self.geometry.effective(self.world), "total_steps": loop.total_steps, "device": str(self.device),
+                        "effective_batch_size": self.geometry.effective(self.world), "total_steps": loop.total_steps,
+                        "device": str(self.device),
                         "engine": parallelism_name(acc), **memory_record, **memory(self.device)})
         if self.printer is not None:
             self.printer.start(loop.total_steps)
@@ -247,7 +248,8 @@ class Run:
             if not is_oom(exc):
                 raise
             raise TrainingAborted(oom_message(self.cfg, loop.micro_limit or self.cfg.per_device_train_batch_size,
-                                              self.cfg.gradient_accumulation_steps, f"step {loop.state.global_step + 1}")
+                                              self.cfg.gradient_accumulation_steps,
+                                              f"step {loop.state.global_step + 1}")
                                   + " The last complete checkpoint is kept: after changing the micro-batch (same "
                                   "effective batch), rerun with resume_from_checkpoint: auto.") from None
         except (KeyboardInterrupt, interrupts.Terminated) as exc:  # a second signal, or several processes
@@ -301,9 +303,11 @@ class Run:
             facts["last training loss"] = f"{summary.train_loss:.4f}"
         if summary.run_evals:
             first, last = summary.run_evals[0], summary.run_evals[-1]
-            facts["eval_loss"] = f"{first['eval_loss']:.4f} at step {first['step']} -> {last['eval_loss']:.4f} at step {last['step']}"
+            facts["eval_loss"] = (f"{first['eval_loss']:.4f} at step {first['step']} -> "
+                                  f"{last['eval_loss']:.4f} at step {last['step']}")
         if summary.best_step is not None:
-            facts[f"best {self.cfg.metric_for_best_model}"] = f"{summary.best_metric:.4f} at step {summary.best_step} (these weights)"
+            facts[f"best {self.cfg.metric_for_best_model}"] = (f"{summary.best_metric:.4f} at step {summary.best_step} "
+                                                               "(these weights)")
         return facts
 
     def _start_trackers(self) -> None:
@@ -333,7 +337,8 @@ def tracker_summary(summary: RunSummary) -> dict[str, Any]:
             "total_params": summary.total_params, **summary.peak_memory}
 
 
-def run_training(cfg: TrainConfig, *, progress: bool = True, step_hooks: Sequence[Callable[[Run], Any]] = ()) -> RunSummary:
+def run_training(cfg: TrainConfig, *, progress: bool = True,
+                 step_hooks: Sequence[Callable[[Run], Any]] = ()) -> RunSummary:
     """Train as configured and return the run's summary (``tuneforge.train`` and ``tuneforge train``)."""
     run = Run(cfg, progress=progress, step_hooks=step_hooks)
     try:

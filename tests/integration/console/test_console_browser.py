@@ -224,6 +224,11 @@ def test_stop_from_task_page_and_compare(live_service, page_factory, shot):
     want = sorted({r["step"] for r in service.metrics(long_task["id"]) if r.get("loss") is not None})
     assert [x for x, _ in chart_points(page, "loss", "training loss")] == want  # every step once, none lost
     shot(page, "08-stopped")
+    # The resolved config: as submitted, or with every key at its default (from the page's vocabulary block).
+    assert "dpo_beta" not in page.locator("#config-yaml").text_content()
+    page.check("#all-keys")
+    shown = page.locator("#config-yaml").text_content()
+    assert "learning_rate: 0.001" in shown and "dpo_beta: 0.1" in shown  # submitted value kept, default added
 
     # The list: filter by status, select two tasks, compare.
     page.goto(base + "/tasks")

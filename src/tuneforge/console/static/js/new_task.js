@@ -4,7 +4,7 @@
 (function () {
   const form = document.getElementById("task-form");
   const meta = JSON.parse(document.getElementById("form-data").textContent);
-  const defaults = meta.defaults;
+  const defaults = TF.V.config_defaults;  // every key's default, from the page's vocabulary block
   const GUIDE = meta.keys.guide, TOP = meta.keys.top;  // console/fields.py: form_keys()
   const field = function (key) { return document.getElementById("f-" + key); };
   let seq = 0, timer = null;

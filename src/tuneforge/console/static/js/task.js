@@ -320,7 +320,7 @@
   };
 
   // The config as submitted (paths resolved, output_dir = the run directory), or with every default filled in.
-  const defaults = JSON.parse(document.getElementById("config-defaults").textContent);
+  const defaults = TF.V.config_defaults;
   const allKeys = document.getElementById("all-keys");
   function shownConfig() { return allKeys.checked ? Object.assign({}, defaults, task.config || {}) : (task.config || {}); }
   function showConfig() { document.getElementById("config-yaml").textContent = TF.yaml(shownConfig()); }
