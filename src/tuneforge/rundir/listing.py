@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..pathtext import path_text_problem
 from .names import (CONFIG_FILE, EXPORT_PREFIX, LOG_FILE, METRICS_FILE, RESOURCES_FILE, TASK_CONFIG_FILE)
 
 # Files a user comes for first (the trained weights and how to load them), listed before the rest.
@@ -72,11 +73,13 @@ def _export_files(folder: Path) -> list[dict]:
 def resolve_output(run_dir: str | os.PathLike, relative: str) -> Path | None:
     """The file ``relative`` inside ``run_dir``, or None when it is not a regular file strictly inside it
     (``..``, absolute paths and symlinks leading out are refused)."""
+    if path_text_problem(relative):  # a NUL byte or an over-long name: no such file, not a filesystem error
+        return None
     root = Path(run_dir).resolve()
     try:
         target = (root / relative).resolve()
-    except (OSError, RuntimeError):
-        return None
-    if root not in target.parents or not target.is_file():
+        if root not in target.parents or not target.is_file():
+            return None
+    except (OSError, RuntimeError, ValueError):
         return None
     return target

@@ -129,7 +129,7 @@ def test_downloads_stay_inside_the_run_directory(client, task, tmp_path):
     assert res.status_code == 200 and res.json() == {"r": 8}
     assert "attachment" in res.headers["content-disposition"]
     assert "adapter_config.json" in client.get(f"/tasks/{task['id']}").text
-    for bad in ("%2e%2e/tuneforge.db", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "missing.bin"):
+    for bad in ("%2e%2e/tuneforge.db", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "missing.bin", "a%00b", "n" * 300):
         assert client.get(f"/tasks/{task['id']}/files/{bad}").status_code == 404, bad
 
 
@@ -150,7 +150,7 @@ def test_outputs_list_and_downloads_are_api_routes(client, task):
     assert view["files"][0]["name"] == "adapter_config.json"  # what a user comes for first
     res = client.get(files["adapter_config.json"]["url"])
     assert res.status_code == 200 and res.json() == {"r": 8} and "attachment" in res.headers["content-disposition"]
-    for bad in ("%2e%2e/tuneforge.db", "..%2F..%2Fetc%2Fpasswd", "checkpoint-2", "missing.bin"):
+    for bad in ("%2e%2e/tuneforge.db", "..%2F..%2Fetc%2Fpasswd", "checkpoint-2", "missing.bin", "a%00b", "n" * 300):
         res = client.get(f"/api/tasks/{task['id']}/files/{bad}")
         assert res.status_code == 404 and "no file" in res.json()["detail"], bad
     assert client.get("/api/tasks/999/outputs").json() == {"detail": "task 999: no such task."}
