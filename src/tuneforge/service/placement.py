@@ -66,8 +66,8 @@ def cpu_threads_per_task(cores: int, max_concurrent: int) -> int | None:
     """Threads for a CPU task when up to ``max_concurrent`` tasks may share the host (None: one task, all cores).
 
     Each of N side-by-side CPU tasks starting torch's default thread count (every core) oversubscribes the cores:
-    measured on 2 cores, three toy trials took 65 s together instead of 26 s with one thread each, and they
-    advanced unevenly, so a sweep's trials no longer met at the same evaluation step to be compared."""
+    the README's sweep on 2 cores took 95 s that way and 25 s with one thread each (bench/sweep/run.py), and the
+    trials advanced unevenly, so they no longer met at the same evaluation step to be compared."""
     if max_concurrent <= 1:
         return None
     return max(1, cores // max_concurrent)
